@@ -265,6 +265,8 @@ checked_string!(
     }
 );
 
+// The struct comes from a macro that cannot derive `Default` for one type only.
+#[allow(clippy::derivable_impls)]
 impl Default for ExtendedData {
     fn default() -> Self {
         Self(String::new())
