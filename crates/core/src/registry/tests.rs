@@ -32,6 +32,9 @@ impl Harness {
         Self::with(RegistryConfig::default())
     }
 
+    // The one clock read: an origin for the virtual clock, which only moves
+    // when a test says so.
+    #[allow(clippy::disallowed_methods)]
     fn with(config: RegistryConfig) -> Self {
         Self {
             reg: Registry::new(config),
