@@ -8,4 +8,5 @@
 //! Nothing here reads a clock or touches a socket: time comes in as
 //! `Instant`s, work goes out as values to poll.
 
+pub mod manager;
 pub mod registry;

@@ -1,0 +1,400 @@
+//! One client's view of its calls: the current call, whether it is busy, and
+//! the events a UI needs (the seed's call manager), built from what the
+//! server sends.
+//!
+//! ```
+//! use beckon_core::manager::{CallManager, Action, Notice};
+//! use beckon_protocol::{DeviceId, UserId};
+//!
+//! let mut m = CallManager::new(UserId::try_from("bob").unwrap(), DeviceId::try_from("d1").unwrap());
+//! // for each server event: m.handle_event(&event);
+//! while let Some(action) = m.poll_action() {
+//!     match action { Action::Reject { call_id, reason } => { /* send `reject` */ } }
+//! }
+//! while let Some(notice) = m.poll_notice() { /* update the UI */ }
+//! assert!(!m.is_busy());
+//! ```
+
+use std::collections::VecDeque;
+
+use beckon_protocol::{
+    CallId, CallInfo, DeviceId, Event, MemberChange, MemberState, Reason, RejectReason, UserId,
+};
+
+/// Where the current call stands for this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Someone is ringing us; we have not answered.
+    Incoming,
+    /// We are in the call, and nobody else is yet (the waiting page).
+    Outgoing,
+    /// We and at least one other member are in.
+    Connected,
+}
+
+/// The call this device is part of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentCall {
+    /// The call as last heard, kept up to date from member changes.
+    pub info: CallInfo,
+    /// Where it stands for us.
+    pub phase: Phase,
+    /// Who rang us (for incoming calls).
+    pub rung_by: Option<UserId>,
+}
+
+impl CurrentCall {
+    /// Members other than `me` who are in the call.
+    pub fn others_in_call<'a>(&'a self, me: &'a UserId) -> impl Iterator<Item = &'a UserId> + 'a {
+        self.info
+            .members
+            .iter()
+            .filter(move |m| &m.user != me && m.state == MemberState::Accepted)
+            .map(|m| &m.user)
+    }
+}
+
+/// What the UI should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// Someone rings us: show the incoming call dialog.
+    IncomingReceived {
+        /// The call.
+        call: CallInfo,
+        /// Who rang.
+        by: UserId,
+    },
+    /// The caller took the invitation back.
+    IncomingCancelled {
+        /// The call.
+        call_id: CallId,
+        /// Who cancelled.
+        by: Option<UserId>,
+    },
+    /// We did not answer in time.
+    IncomingTimeout {
+        /// The call.
+        call_id: CallId,
+    },
+    /// Another device of ours accepted or declined the invitation, or took
+    /// the call over.
+    AnsweredElsewhere {
+        /// The call.
+        call_id: CallId,
+        /// Accepted there (else declined).
+        accepted: bool,
+    },
+    /// Another member's state changed (accepted, declined, busy, timeout,
+    /// quit, not yet received, …).
+    MemberChanged {
+        /// The change.
+        change: MemberChange,
+    },
+    /// We and at least one other member are in: start media.
+    CallStarted {
+        /// The call.
+        call_id: CallId,
+    },
+    /// The call is over for us.
+    CallEnded {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: Reason,
+        /// Who caused it, when someone did.
+        by: Option<UserId>,
+    },
+    /// We went from idle to busy or back.
+    BusyChanged {
+        /// Now busy.
+        busy: bool,
+    },
+    /// An invitation arrived while we were busy; it was declined as busy.
+    MissedWhileBusy {
+        /// The call.
+        call: CallInfo,
+        /// Who rang.
+        by: UserId,
+    },
+}
+
+/// What the client must send on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Decline an invitation.
+    Reject {
+        /// The call.
+        call_id: CallId,
+        /// Always `busy` today.
+        reason: RejectReason,
+    },
+}
+
+/// A device's call state machine. Feed it server events and the results of
+/// its own requests; poll it for notices and actions.
+#[derive(Debug)]
+pub struct CallManager {
+    me: UserId,
+    device: DeviceId,
+    current: Option<CurrentCall>,
+    notices: VecDeque<Notice>,
+    actions: VecDeque<Action>,
+}
+
+impl CallManager {
+    /// A manager for `me` on `device`, with no call.
+    pub fn new(me: UserId, device: DeviceId) -> Self {
+        Self {
+            me,
+            device,
+            current: None,
+            notices: VecDeque::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Who this manager is for.
+    pub fn me(&self) -> &UserId {
+        &self.me
+    }
+
+    /// The call we are in, calling from, or being rung for.
+    pub fn current(&self) -> Option<&CurrentCall> {
+        self.current.as_ref()
+    }
+
+    /// Calling, being called, or in a call.
+    pub fn is_busy(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// The next UI notice.
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.notices.pop_front()
+    }
+
+    /// The next request to send on our own.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Our `invite` (or `add`) succeeded with this call.
+    pub fn on_invited(&mut self, call: CallInfo) {
+        self.on_in_call(call);
+    }
+
+    /// Our `accept` or `join` succeeded, or the server sent a snapshot of a
+    /// call we are in.
+    pub fn on_in_call(&mut self, call: CallInfo) {
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.info.call_id == call.call_id);
+        let rung_by = if same {
+            self.current.as_ref().and_then(|c| c.rung_by.clone())
+        } else {
+            None
+        };
+        let phase = self.phase_of(&call);
+        let was_connected = same
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.phase == Phase::Connected);
+        let call_id = call.call_id.clone();
+        self.set_current(Some(CurrentCall {
+            info: call,
+            phase,
+            rung_by,
+        }));
+        if phase == Phase::Connected && !was_connected {
+            self.notices.push_back(Notice::CallStarted { call_id });
+        }
+    }
+
+    /// We declined, quit, ended or cancelled the whole call ourselves.
+    pub fn on_left(&mut self, call_id: &CallId) {
+        if self.is_current(call_id) {
+            self.set_current(None);
+        }
+    }
+
+    /// Feeds one server event.
+    pub fn handle_event(&mut self, event: &Event) {
+        match event {
+            Event::CallInvited { call, by, .. } => self.invited(call, by),
+            Event::CallState { call } => {
+                if call
+                    .member(&self.me)
+                    .is_some_and(|m| m.state == MemberState::Accepted)
+                {
+                    self.on_in_call(call.clone());
+                }
+            }
+            Event::MemberState(change) => self.member_changed(change),
+            Event::CallEnded {
+                call_id,
+                reason,
+                by,
+            } => {
+                if self.is_current(call_id) {
+                    self.set_current(None);
+                    self.notices.push_back(Notice::CallEnded {
+                        call_id: call_id.clone(),
+                        reason: *reason,
+                        by: by.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn invited(&mut self, call: &CallInfo, by: &UserId) {
+        match &mut self.current {
+            Some(current) if current.info.call_id == call.call_id => {
+                // Delivered again (a reconnect): refresh, do not ring twice.
+                current.info = call.clone();
+            }
+            Some(_) => {
+                self.actions.push_back(Action::Reject {
+                    call_id: call.call_id.clone(),
+                    reason: RejectReason::Busy,
+                });
+                self.notices.push_back(Notice::MissedWhileBusy {
+                    call: call.clone(),
+                    by: by.clone(),
+                });
+            }
+            None => {
+                self.set_current(Some(CurrentCall {
+                    info: call.clone(),
+                    phase: Phase::Incoming,
+                    rung_by: Some(by.clone()),
+                }));
+                self.notices.push_back(Notice::IncomingReceived {
+                    call: call.clone(),
+                    by: by.clone(),
+                });
+            }
+        }
+    }
+
+    fn member_changed(&mut self, change: &MemberChange) {
+        let Some(current) = self
+            .current
+            .as_mut()
+            .filter(|c| c.info.call_id == change.call_id)
+        else {
+            return;
+        };
+        match current
+            .info
+            .members
+            .iter_mut()
+            .find(|m| m.user == change.user)
+        {
+            Some(m) => {
+                m.state = change.state;
+                m.extended_data = change.extended_data.clone();
+            }
+            None => current.info.members.push(beckon_protocol::MemberInfo {
+                user: change.user.clone(),
+                state: change.state,
+                invited_by: change.by.clone(),
+                extended_data: change.extended_data.clone(),
+            }),
+        }
+        if change.user == self.me {
+            self.my_change(change);
+            return;
+        }
+        self.notices.push_back(Notice::MemberChanged {
+            change: change.clone(),
+        });
+        let phase = self.phase_of(&self.current.as_ref().expect("checked").info);
+        let current = self.current.as_mut().expect("checked");
+        if current.phase != phase && current.phase != Phase::Incoming {
+            current.phase = phase;
+            if phase == Phase::Connected {
+                self.notices.push_back(Notice::CallStarted {
+                    call_id: change.call_id.clone(),
+                });
+            }
+        }
+    }
+
+    fn my_change(&mut self, change: &MemberChange) {
+        let call_id = change.call_id.clone();
+        let here = change.device.as_ref() == Some(&self.device);
+        let phase = self.current.as_ref().map(|c| c.phase);
+        match change.state {
+            MemberState::Accepted if !here => {
+                self.set_current(None);
+                self.notices.push_back(Notice::AnsweredElsewhere {
+                    call_id,
+                    accepted: true,
+                });
+            }
+            MemberState::Accepted => {
+                let info = self.current.as_ref().expect("current").info.clone();
+                self.on_in_call(info);
+            }
+            MemberState::Rejected if !here && phase == Some(Phase::Incoming) => {
+                self.set_current(None);
+                self.notices.push_back(Notice::AnsweredElsewhere {
+                    call_id,
+                    accepted: false,
+                });
+            }
+            MemberState::Cancelled => {
+                self.set_current(None);
+                self.notices.push_back(Notice::IncomingCancelled {
+                    call_id,
+                    by: change.by.clone(),
+                });
+            }
+            MemberState::Timeout => {
+                self.set_current(None);
+                self.notices.push_back(Notice::IncomingTimeout { call_id });
+            }
+            state if !state.is_involved() => self.set_current(None),
+            _ => {}
+        }
+    }
+
+    fn phase_of(&self, call: &CallInfo) -> Phase {
+        let me_in = call
+            .member(&self.me)
+            .is_some_and(|m| m.state == MemberState::Accepted);
+        let others_in = call
+            .members
+            .iter()
+            .any(|m| m.user != self.me && m.state == MemberState::Accepted);
+        match (me_in, others_in) {
+            (false, _) => Phase::Incoming,
+            (true, false) => Phase::Outgoing,
+            (true, true) => Phase::Connected,
+        }
+    }
+
+    fn is_current(&self, call_id: &CallId) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| &c.info.call_id == call_id)
+    }
+
+    fn set_current(&mut self, next: Option<CurrentCall>) {
+        let was_busy = self.current.is_some();
+        self.current = next;
+        if was_busy != self.current.is_some() {
+            self.notices.push_back(Notice::BusyChanged {
+                busy: self.current.is_some(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
