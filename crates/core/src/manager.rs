@@ -224,28 +224,25 @@ impl CallManager {
     pub fn handle_event(&mut self, event: &Event) {
         match event {
             Event::CallInvited { call, by, .. } => self.invited(call, by),
-            Event::CallState { call } => {
+            Event::CallState { call }
                 if call
                     .member(&self.me)
-                    .is_some_and(|m| m.state == MemberState::Accepted)
-                {
-                    self.on_in_call(call.clone());
-                }
+                    .is_some_and(|m| m.state == MemberState::Accepted) =>
+            {
+                self.on_in_call(call.clone());
             }
             Event::MemberState(change) => self.member_changed(change),
             Event::CallEnded {
                 call_id,
                 reason,
                 by,
-            } => {
-                if self.is_current(call_id) {
-                    self.set_current(None);
-                    self.notices.push_back(Notice::CallEnded {
-                        call_id: call_id.clone(),
-                        reason: *reason,
-                        by: by.clone(),
-                    });
-                }
+            } if self.is_current(call_id) => {
+                self.set_current(None);
+                self.notices.push_back(Notice::CallEnded {
+                    call_id: call_id.clone(),
+                    reason: *reason,
+                    by: by.clone(),
+                });
             }
             _ => {}
         }
