@@ -97,13 +97,11 @@ impl World {
                     ServerMessage::Reply {
                         reply: Reply::Invitation { call, .. },
                         ..
-                    } => {
-                        if call
-                            .member(&user)
-                            .is_some_and(|me| me.state == MemberState::Accepted)
-                        {
-                            m.on_invited(call)
-                        }
+                    } if call
+                        .member(&user)
+                        .is_some_and(|me| me.state == MemberState::Accepted) =>
+                    {
+                        m.on_invited(call)
                     }
                     ServerMessage::Reply {
                         reply: Reply::Call { call },
