@@ -106,8 +106,8 @@ pub enum Request {
     },
     /// Your call history, newest first, a page at a time.
     History {
-        /// Only calls that started before this cursor (`next_before` of the
-        /// previous page).
+        /// Continue after this cursor (the `next_before` of the previous
+        /// page); the newest calls when absent.
         #[serde(default)]
         before: Option<i64>,
         /// Page size (default 20, at most 100).
@@ -470,7 +470,7 @@ pub struct HistoryEntry {
     pub kind: CallKind,
     /// Who started it.
     pub inviter: UserId,
-    /// When the invitation went out (Unix ms); also the paging cursor.
+    /// When the invitation went out (Unix ms).
     pub started_at_ms: i64,
     /// How long it was connected (0 when it never was).
     pub duration_ms: i64,
