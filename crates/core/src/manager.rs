@@ -18,7 +18,8 @@
 use std::collections::VecDeque;
 
 use beckon_protocol::{
-    CallId, CallInfo, DeviceId, Event, MemberChange, MemberState, Reason, RejectReason, UserId,
+    CallId, CallInfo, DeviceId, ErrorCode, Event, MemberChange, MemberState, Reason, RejectReason,
+    UserId,
 };
 
 /// Where the current call stands for this device.
@@ -104,6 +105,12 @@ pub enum Notice {
         reason: Reason,
         /// Who caused it, when someone did.
         by: Option<UserId>,
+    },
+    /// The call ended, or moved on without us, while this device was
+    /// disconnected.
+    EndedWhileOffline {
+        /// The call.
+        call_id: CallId,
     },
     /// We went from idle to busy or back.
     BusyChanged {
@@ -211,6 +218,33 @@ impl CallManager {
         if phase == Phase::Connected && !was_connected {
             self.notices.push_back(Notice::CallStarted { call_id });
         }
+    }
+
+    /// The answer to `call_status` for `call_id` after a reconnect: the call
+    /// as it stands, or an error when it is over for this device.
+    pub fn on_status(&mut self, call_id: &CallId, status: Result<CallInfo, ErrorCode>) {
+        if !self.is_current(call_id) {
+            return;
+        }
+        match status {
+            Ok(call) => match call.member(&self.me).map(|m| m.state) {
+                Some(MemberState::Accepted) => self.on_in_call(call),
+                Some(state) if state.is_pending() => {
+                    if let Some(current) = &mut self.current {
+                        current.info = call;
+                    }
+                }
+                _ => self.lost(call_id),
+            },
+            Err(_) => self.lost(call_id),
+        }
+    }
+
+    fn lost(&mut self, call_id: &CallId) {
+        self.set_current(None);
+        self.notices.push_back(Notice::EndedWhileOffline {
+            call_id: call_id.clone(),
+        });
     }
 
     /// We declined, quit, ended or cancelled the whole call ourselves.

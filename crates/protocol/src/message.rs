@@ -184,6 +184,13 @@ pub enum Request {
         #[serde(default)]
         extended_data: ExtendedData,
     },
+    /// How a call stands for you now, without changing anything: sent after
+    /// a reconnect to learn whether the call you were in or rung for is still
+    /// on. Answered with `call`, or `call_ended`/`not_found`/`not_a_member`.
+    CallStatus {
+        /// The call.
+        call_id: CallId,
+    },
     /// Come back to a live call after quitting, or move it to this device.
     Join {
         /// The call.
@@ -234,6 +241,7 @@ impl Request {
             Self::Reject { .. } => "reject",
             Self::Quit { .. } => "quit",
             Self::End { .. } => "end",
+            Self::CallStatus { .. } => "call_status",
             Self::Join { .. } => "join",
             Self::Signal { .. } => "signal",
         }
@@ -369,7 +377,7 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         merged: bool,
     },
-    /// Result of `accept` or `join`: you are in, and this is the call.
+    /// Result of `accept`, `join` or `call_status`: the call as it stands.
     Call {
         /// The call as it now stands.
         call: CallInfo,

@@ -21,7 +21,10 @@ pub struct PasswordCost {
 
 impl Default for PasswordCost {
     fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2 }
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
     }
 }
 
@@ -46,7 +49,10 @@ pub(crate) fn hash_password(password: &str, cost: PasswordCost) -> Result<String
 /// unknown user) it still does the work, so timing does not tell who exists.
 pub(crate) fn verify_password(password: &str, stored: Option<&str>, cost: PasswordCost) -> bool {
     match stored.and_then(|s| PasswordHash::new(s).ok()) {
-        Some(hash) => cost.hasher().verify_password(password.as_bytes(), &hash).is_ok(),
+        Some(hash) => cost
+            .hasher()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
         None => {
             let _ = hash_password(password, cost);
             false
@@ -58,7 +64,8 @@ pub(crate) fn verify_password(password: &str, stored: Option<&str>, cost: Passwo
 pub(crate) fn new_token() -> SessionToken {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    SessionToken::try_from(URL_SAFE_NO_PAD.encode(bytes)).expect("base64url of 32 bytes is a valid token")
+    SessionToken::try_from(URL_SAFE_NO_PAD.encode(bytes))
+        .expect("base64url of 32 bytes is a valid token")
 }
 
 /// What the store keeps of a token.
@@ -78,7 +85,10 @@ pub(crate) fn new_call_id() -> beckon_protocol::CallId {
 mod tests {
     use super::*;
 
-    const CHEAP: PasswordCost = PasswordCost { memory_kib: 64, iterations: 1 };
+    const CHEAP: PasswordCost = PasswordCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
 
     #[test]
     fn a_password_verifies_against_its_hash_only() {

@@ -37,11 +37,21 @@ pub struct Cli {
     pub database: Option<PathBuf>,
 
     /// PEM certificate chain: serve wss:// instead of ws://. Needs --tls-key.
-    #[arg(long, env = "BECKON_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "BECKON_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "BECKON_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "BECKON_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// How long a sign-in lasts before the user must sign in again, in hours.
@@ -82,19 +92,34 @@ pub struct Cli {
 
     /// A STUN server for clients, e.g. stun:stun.example.org:3478.
     /// Repeat the flag (or separate with commas) for several.
-    #[arg(long = "stun-url", env = "BECKON_STUN_URLS", value_name = "URL", value_delimiter = ',')]
+    #[arg(
+        long = "stun-url",
+        env = "BECKON_STUN_URLS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
     #[serde(default)]
     pub stun_urls: Vec<String>,
 
     /// A TURN server for clients, e.g. turn:turn.example.org:3478?transport=udp.
     /// Needs --turn-secret. Repeat for several.
-    #[arg(long = "turn-url", env = "BECKON_TURN_URLS", value_name = "URL", value_delimiter = ',')]
+    #[arg(
+        long = "turn-url",
+        env = "BECKON_TURN_URLS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
     #[serde(default)]
     pub turn_urls: Vec<String>,
 
     /// Secret shared with the TURN server (coturn `static-auth-secret`);
     /// clients get time-limited credentials derived from it.
-    #[arg(long, env = "BECKON_TURN_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BECKON_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub turn_secret: Option<String>,
 
     /// How long TURN credentials stay valid, in seconds. [default: 86400]
@@ -160,8 +185,16 @@ impl Cli {
             not_received_secs: self.not_received_secs.or(file.not_received_secs),
             rate_burst: self.rate_burst.or(file.rate_burst),
             rate_per_sec: self.rate_per_sec.or(file.rate_per_sec),
-            stun_urls: if self.stun_urls.is_empty() { file.stun_urls } else { self.stun_urls },
-            turn_urls: if self.turn_urls.is_empty() { file.turn_urls } else { self.turn_urls },
+            stun_urls: if self.stun_urls.is_empty() {
+                file.stun_urls
+            } else {
+                self.stun_urls
+            },
+            turn_urls: if self.turn_urls.is_empty() {
+                file.turn_urls
+            } else {
+                self.turn_urls
+            },
             turn_secret: self.turn_secret.or(file.turn_secret),
             turn_ttl_secs: self.turn_ttl_secs.or(file.turn_ttl_secs),
             log_format: self.log_format.or(file.log_format),
@@ -185,7 +218,11 @@ pub fn load_config(cli: Cli) -> Result<(ServerConfig, LogFormat), ConfigError> {
     c.tls = match (cli.tls_cert, cli.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
-        _ => return Err(ConfigError::Invalid("tls_cert and tls_key go together".into())),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together".into(),
+            ));
+        }
     };
     if let Some(h) = cli.session_ttl_hours {
         positive("session_ttl_hours", h)?;
@@ -196,11 +233,15 @@ pub fn load_config(cli: Cli) -> Result<(ServerConfig, LogFormat), ConfigError> {
         iterations: cli.argon2_iterations.unwrap_or(c.password_cost.iterations),
     };
     if c.password_cost.memory_kib < 8 || c.password_cost.iterations < 1 {
-        return Err(ConfigError::Invalid("argon2 needs at least 8 KiB and 1 iteration".into()));
+        return Err(ConfigError::Invalid(
+            "argon2 needs at least 8 KiB and 1 iteration".into(),
+        ));
     }
     if let Some(n) = cli.max_call_members {
         if n < 2 {
-            return Err(ConfigError::Invalid("max_call_members must be at least 2".into()));
+            return Err(ConfigError::Invalid(
+                "max_call_members must be at least 2".into(),
+            ));
         }
         c.registry.max_members = n;
     }
@@ -234,15 +275,22 @@ pub fn load_config(cli: Cli) -> Result<(ServerConfig, LogFormat), ConfigError> {
 
 fn positive(name: &str, v: u64) -> Result<(), ConfigError> {
     if v == 0 {
-        return Err(ConfigError::Invalid(format!("{name} must be greater than 0")));
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be greater than 0"
+        )));
     }
     Ok(())
 }
 
 fn read_file(path: &Path) -> Result<Cli, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -258,8 +306,14 @@ mod tests {
             "listen = \"0.0.0.0:9000\"\ndatabase = \"/tmp/x.db\"\nmax_call_members = 4\nstun_urls = [\"stun:a\"]\n",
         )
         .unwrap();
-        let cli = Cli::try_parse_from(["beckon-server", "--config", file.to_str().unwrap(), "--listen", "127.0.0.1:9100"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "beckon-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
         let (c, _) = load_config(cli).unwrap();
         assert_eq!(c.listen, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(c.database, PathBuf::from("/tmp/x.db"));
@@ -273,13 +327,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("beckon.toml");
         std::fs::write(&file, "lisen = \"0.0.0.0:9000\"\n").unwrap();
-        let cli = Cli { config: Some(file), ..Cli::default() };
+        let cli = Cli {
+            config: Some(file),
+            ..Cli::default()
+        };
         let err = load_config(cli).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
-        let cli = Cli { max_call_members: Some(1), ..Cli::default() };
+        let cli = Cli {
+            max_call_members: Some(1),
+            ..Cli::default()
+        };
         assert!(load_config(cli).is_err());
-        let cli = Cli { turn_urls: vec!["turn:x".into()], ..Cli::default() };
-        assert!(load_config(cli).unwrap_err().to_string().contains("turn_secret"));
+        let cli = Cli {
+            turn_urls: vec!["turn:x".into()],
+            ..Cli::default()
+        };
+        assert!(
+            load_config(cli)
+                .unwrap_err()
+                .to_string()
+                .contains("turn_secret")
+        );
     }
 
     #[test]

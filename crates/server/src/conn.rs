@@ -61,12 +61,19 @@ pub(crate) async fn serve<H: Hub>(socket: WebSocket, state: AppState<H>) {
     let (tx, mut rx) = mpsc::channel(OUTBOX_CAPACITY);
     let close = Arc::new(Notify::new());
     let mut shutdown = state.shutdown.clone();
-    let bucket = TokenBucket::new(state.config.rate_burst, state.config.rate_per_sec, Instant::now());
+    let bucket = TokenBucket::new(
+        state.config.rate_burst,
+        state.config.rate_per_sec,
+        Instant::now(),
+    );
     let mut conn = Conn {
         state,
         id,
         sink,
-        outbox: Outbox { tx, close: close.clone() },
+        outbox: Outbox {
+            tx,
+            close: close.clone(),
+        },
         signed: None,
         bucket,
         excess: 0,
@@ -126,14 +133,25 @@ pub(crate) async fn serve<H: Hub>(socket: WebSocket, state: AppState<H>) {
         }
     };
     if let Some(reason) = reason {
-        let _ = conn.write(&ServerMessage::Event { event: Event::SessionClosed { reason } }).await;
-        let frame = CloseFrame { code: close_code(reason), reason: Utf8Bytes::from_static("") };
+        let _ = conn
+            .write(&ServerMessage::Event {
+                event: Event::SessionClosed { reason },
+            })
+            .await;
+        let frame = CloseFrame {
+            code: close_code(reason),
+            reason: Utf8Bytes::from_static(""),
+        };
         let _ = conn.sink.send(Message::Close(Some(frame))).await;
     }
     let _ = conn.sink.close().await;
     if let Some(s) = conn.signed.take() {
         conn.state.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-        let went_offline = conn.state.hub.detach(s.user.clone(), s.device, id, false).await;
+        let went_offline = conn
+            .state
+            .hub
+            .detach(s.user.clone(), s.device, id, false)
+            .await;
         if went_offline {
             conn.announce(&s.user, false).await;
         }
@@ -151,14 +169,18 @@ fn close_code(reason: SessionCloseReason) -> u16 {
 
 impl<H: Hub> Conn<H> {
     async fn on_text(&mut self, text: &str) -> Next {
-        self.state.metrics.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .metrics
+            .messages_in
+            .fetch_add(1, Ordering::Relaxed);
         if !self.bucket.take(Instant::now()) {
             self.excess += 1;
             if self.excess > MAX_EXCESS {
                 tracing::warn!(conn = self.id, "rate limit exceeded persistently; closing");
                 return Next::Close(SessionCloseReason::Abuse);
             }
-            self.error(None, ErrorCode::RateLimited, "too many messages; slow down").await;
+            self.error(None, ErrorCode::RateLimited, "too many messages; slow down")
+                .await;
             return Next::Continue;
         }
         let msg = match decode_client_message(text) {
@@ -192,31 +214,49 @@ impl<H: Hub> Conn<H> {
     }
 
     /// Handles one request. `Ok(None)`: the hub answers.
-    async fn on_request(&mut self, id: RequestId, request: Request) -> Result<Option<Reply>, ErrorBody> {
+    async fn on_request(
+        &mut self,
+        id: RequestId,
+        request: Request,
+    ) -> Result<Option<Reply>, ErrorBody> {
         if request.is_pre_auth() {
             return self.on_pre_auth(request).await.map(Some);
         }
         let Some(signed) = &self.signed else {
-            return Err(ErrorBody::new(ErrorCode::Unauthorized, "sign in first (register, login or resume)"));
+            return Err(ErrorBody::new(
+                ErrorCode::Unauthorized,
+                "sign in first (register, login or resume)",
+            ));
         };
         let (me, device) = (signed.user.clone(), signed.device.clone());
         let store = self.state.store.clone();
         let reply = match request {
             Request::Logout => {
                 let hash = signed.token_hash.clone();
-                store.run(move |s| s.delete_session(&hash)).await.map_err(internal)?;
+                store
+                    .run(move |s| s.delete_session(&hash))
+                    .await
+                    .map_err(internal)?;
                 let s = self.signed.take().expect("signed in");
                 self.state.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-                self.state.hub.detach(s.user.clone(), s.device, self.id, true).await;
+                self.state
+                    .hub
+                    .detach(s.user.clone(), s.device, self.id, true)
+                    .await;
                 self.announce_offline_if_gone(&s.user).await;
                 self.logged_out = true;
                 Reply::Done
             }
             Request::IceServers => {
                 let now = u64::try_from(unix_ms() / 1000).unwrap_or(0);
-                Reply::IceServers { servers: self.state.config.ice.servers_for(&me, now) }
+                Reply::IceServers {
+                    servers: self.state.config.ice.servers_for(&me, now),
+                }
             }
-            Request::UpdateProfile { display_name, avatar_url } => {
+            Request::UpdateProfile {
+                display_name,
+                avatar_url,
+            } => {
                 let who = me.clone();
                 let row = store
                     .run(move |s| {
@@ -225,28 +265,56 @@ impl<H: Hub> Conn<H> {
                     })
                     .await
                     .map_err(internal)?
-                    .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "your account no longer exists"))?;
-                Reply::Profile { profile: self.profile(row) }
+                    .ok_or_else(|| {
+                        ErrorBody::new(ErrorCode::NotFound, "your account no longer exists")
+                    })?;
+                Reply::Profile {
+                    profile: self.profile(row),
+                }
             }
             Request::SearchUsers { query, limit } => {
                 let limit = limit.unwrap_or(20).clamp(1, limits::MAX_PAGE);
-                let rows = store.run(move |s| s.search(query.as_str(), limit)).await.map_err(internal)?;
-                Reply::Users { users: rows.into_iter().map(|r| self.profile(r)).collect(), unknown: vec![] }
+                let rows = store
+                    .run(move |s| s.search(query.as_str(), limit))
+                    .await
+                    .map_err(internal)?;
+                Reply::Users {
+                    users: rows.into_iter().map(|r| self.profile(r)).collect(),
+                    unknown: vec![],
+                }
             }
             Request::GetUsers { users } => {
                 check_count(users.len())?;
                 let asked = users.clone();
-                let rows = store.run(move |s| s.users(&asked)).await.map_err(internal)?;
-                let unknown = users.into_iter().filter(|u| !rows.iter().any(|r| &r.id == u)).collect();
-                Reply::Users { users: rows.into_iter().map(|r| self.profile(r)).collect(), unknown }
+                let rows = store
+                    .run(move |s| s.users(&asked))
+                    .await
+                    .map_err(internal)?;
+                let unknown = users
+                    .into_iter()
+                    .filter(|u| !rows.iter().any(|r| &r.id == u))
+                    .collect();
+                Reply::Users {
+                    users: rows.into_iter().map(|r| self.profile(r)).collect(),
+                    unknown,
+                }
             }
             Request::Contacts => {
-                let rows = store.run(move |s| s.contacts(&me)).await.map_err(internal)?;
-                Reply::Users { users: rows.into_iter().map(|r| self.profile(r)).collect(), unknown: vec![] }
+                let rows = store
+                    .run(move |s| s.contacts(&me))
+                    .await
+                    .map_err(internal)?;
+                Reply::Users {
+                    users: rows.into_iter().map(|r| self.profile(r)).collect(),
+                    unknown: vec![],
+                }
             }
             Request::AddContact { user } => {
                 if user == me {
-                    return Err(ErrorBody::new(ErrorCode::Invalid, "you cannot add yourself as a contact"));
+                    return Err(ErrorBody::new(
+                        ErrorCode::Invalid,
+                        "you cannot add yourself as a contact",
+                    ));
                 }
                 let now = unix_ms();
                 let added = store
@@ -262,22 +330,36 @@ impl<H: Hub> Conn<H> {
                 Reply::Done
             }
             Request::RemoveContact { user } => {
-                store.run(move |s| s.remove_contact(&me, &user)).await.map_err(internal)?;
+                store
+                    .run(move |s| s.remove_contact(&me, &user))
+                    .await
+                    .map_err(internal)?;
                 Reply::Done
             }
             Request::History { before, limit } => {
                 let limit = limit.unwrap_or(20).clamp(1, limits::MAX_PAGE);
-                let (entries, next_before) =
-                    store.run(move |s| s.history(&me, before, limit)).await.map_err(internal)?;
-                Reply::History { entries, next_before }
+                let (entries, next_before) = store
+                    .run(move |s| s.history(&me, before, limit))
+                    .await
+                    .map_err(internal)?;
+                Reply::History {
+                    entries,
+                    next_before,
+                }
             }
             Request::MissedCount => {
-                let count = store.run(move |s| s.missed_count(&me)).await.map_err(internal)?;
+                let count = store
+                    .run(move |s| s.missed_count(&me))
+                    .await
+                    .map_err(internal)?;
                 Reply::MissedCount { count }
             }
             Request::MarkHistorySeen => {
                 let now = unix_ms();
-                store.run(move |s| s.mark_history_seen(&me, now)).await.map_err(internal)?;
+                store
+                    .run(move |s| s.mark_history_seen(&me, now))
+                    .await
+                    .map_err(internal)?;
                 Reply::Done
             }
             request => {
@@ -293,7 +375,12 @@ impl<H: Hub> Conn<H> {
     /// call id and which users have no account.
     async fn call_request(&self, request: Request) -> Result<CallRequest, ErrorBody> {
         Ok(match request {
-            Request::Invite { users, kind, timeout_secs, extended_data } => {
+            Request::Invite {
+                users,
+                kind,
+                timeout_secs,
+                extended_data,
+            } => {
                 check_count(users.len())?;
                 let (users, unknown) = self.split_known(users).await?;
                 CallRequest::Invite {
@@ -308,25 +395,85 @@ impl<H: Hub> Conn<H> {
             Request::Add { call_id, users } => {
                 check_count(users.len())?;
                 let (users, unknown) = self.split_known(users).await?;
-                CallRequest::Add { call_id, users, unknown }
+                CallRequest::Add {
+                    call_id,
+                    users,
+                    unknown,
+                }
             }
-            Request::Cancel { call_id, users, extended_data } => CallRequest::Cancel { call_id, users, extended_data },
-            Request::Accept { call_id, extended_data } => CallRequest::Accept { call_id, extended_data },
-            Request::Reject { call_id, reason, extended_data } => CallRequest::Reject { call_id, reason, extended_data },
-            Request::Quit { call_id, extended_data } => CallRequest::Quit { call_id, extended_data },
-            Request::End { call_id, extended_data } => CallRequest::End { call_id, extended_data },
+            Request::Cancel {
+                call_id,
+                users,
+                extended_data,
+            } => CallRequest::Cancel {
+                call_id,
+                users,
+                extended_data,
+            },
+            Request::Accept {
+                call_id,
+                extended_data,
+            } => CallRequest::Accept {
+                call_id,
+                extended_data,
+            },
+            Request::Reject {
+                call_id,
+                reason,
+                extended_data,
+            } => CallRequest::Reject {
+                call_id,
+                reason,
+                extended_data,
+            },
+            Request::Quit {
+                call_id,
+                extended_data,
+            } => CallRequest::Quit {
+                call_id,
+                extended_data,
+            },
+            Request::End {
+                call_id,
+                extended_data,
+            } => CallRequest::End {
+                call_id,
+                extended_data,
+            },
             Request::Join { call_id } => CallRequest::Join { call_id },
-            Request::Signal { call_id, to, signal } => CallRequest::Signal { call_id, to, signal },
+            Request::CallStatus { call_id } => CallRequest::Status { call_id },
+            Request::Signal {
+                call_id,
+                to,
+                signal,
+            } => CallRequest::Signal {
+                call_id,
+                to,
+                signal,
+            },
             other => {
-                return Err(ErrorBody::new(ErrorCode::Invalid, format!("{} is not supported here", other.name())));
+                return Err(ErrorBody::new(
+                    ErrorCode::Invalid,
+                    format!("{} is not supported here", other.name()),
+                ));
             }
         })
     }
 
-    async fn split_known(&self, users: Vec<beckon_protocol::UserId>) -> Result<(Vec<UserId>, Vec<UserId>), ErrorBody> {
+    async fn split_known(
+        &self,
+        users: Vec<beckon_protocol::UserId>,
+    ) -> Result<(Vec<UserId>, Vec<UserId>), ErrorBody> {
         let asked = users.clone();
-        let rows = self.state.store.run(move |s| s.users(&asked)).await.map_err(internal)?;
-        Ok(users.into_iter().partition(|u| rows.iter().any(|r| &r.id == u)))
+        let rows = self
+            .state
+            .store
+            .run(move |s| s.users(&asked))
+            .await
+            .map_err(internal)?;
+        Ok(users
+            .into_iter()
+            .partition(|u| rows.iter().any(|r| &r.id == u)))
     }
 
     async fn on_pre_auth(&mut self, request: Request) -> Result<Reply, ErrorBody> {
@@ -334,55 +481,89 @@ impl<H: Hub> Conn<H> {
             return Ok(Reply::Pong);
         }
         if self.signed.is_some() {
-            return Err(ErrorBody::new(ErrorCode::Invalid, "already signed in on this connection"));
+            return Err(ErrorBody::new(
+                ErrorCode::Invalid,
+                "already signed in on this connection",
+            ));
         }
         let cost = self.state.config.password_cost;
         let store = self.state.store.clone();
         let (user, device, token, resumed) = match request {
-            Request::Register { version, user, password, display_name, device } => {
+            Request::Register {
+                version,
+                user,
+                password,
+                display_name,
+                device,
+            } => {
                 check_version(version)?;
                 if password.expose().len() < limits::PASSWORD_MIN_BYTES {
                     return Err(ErrorBody::new(
                         ErrorCode::Invalid,
-                        format!("password: must be at least {} bytes", limits::PASSWORD_MIN_BYTES),
+                        format!(
+                            "password: must be at least {} bytes",
+                            limits::PASSWORD_MIN_BYTES
+                        ),
                     ));
                 }
                 let who = user.clone();
                 store
                     .run(move |s| {
-                        let hash = auth::hash_password(password.expose(), cost).map_err(StoreError::Task)?;
+                        let hash = auth::hash_password(password.expose(), cost)
+                            .map_err(StoreError::Task)?;
                         s.create_user(&who, &display_name, &hash, unix_ms())
                     })
                     .await
                     .map_err(|e| match e {
-                        StoreError::UserExists => ErrorBody::new(ErrorCode::UserExists, "that user id is taken"),
+                        StoreError::UserExists => {
+                            ErrorBody::new(ErrorCode::UserExists, "that user id is taken")
+                        }
                         e => internal(e),
                     })?;
                 tracing::info!(%user, "account created");
                 let token = self.new_session(&user, &device).await?;
                 (user, device, token, false)
             }
-            Request::Login { version, user, password, device } => {
+            Request::Login {
+                version,
+                user,
+                password,
+                device,
+            } => {
                 check_version(version)?;
                 let who = user.clone();
                 let ok = store
                     .run(move |s| {
                         let stored = s.password_hash(&who)?;
-                        Ok(auth::verify_password(password.expose(), stored.as_deref(), cost))
+                        Ok(auth::verify_password(
+                            password.expose(),
+                            stored.as_deref(),
+                            cost,
+                        ))
                     })
                     .await
                     .map_err(internal)?;
                 if !ok {
                     tracing::info!(%user, "failed sign-in");
-                    return Err(ErrorBody::new(ErrorCode::Unauthorized, "wrong user id or password"));
+                    return Err(ErrorBody::new(
+                        ErrorCode::Unauthorized,
+                        "wrong user id or password",
+                    ));
                 }
                 let token = self.new_session(&user, &device).await?;
                 (user, device, token, false)
             }
-            Request::Resume { version, token, device } => {
+            Request::Resume {
+                version,
+                token,
+                device,
+            } => {
                 check_version(version)?;
                 let hash = auth::token_hash(&token);
-                let row = store.run(move |s| s.session(&hash)).await.map_err(internal)?;
+                let row = store
+                    .run(move |s| s.session(&hash))
+                    .await
+                    .map_err(internal)?;
                 let expired = |e: &str| ErrorBody::new(ErrorCode::Unauthorized, e.to_owned());
                 let row = row.ok_or_else(|| expired("unknown session; sign in again"))?;
                 if row.expires_at < unix_ms() {
@@ -398,7 +579,11 @@ impl<H: Hub> Conn<H> {
         self.sign_in(user, device, token, resumed).await
     }
 
-    async fn new_session(&self, user: &UserId, device: &DeviceId) -> Result<SessionToken, ErrorBody> {
+    async fn new_session(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<SessionToken, ErrorBody> {
         let token = auth::new_token();
         let hash = auth::token_hash(&token);
         let now = unix_ms();
@@ -428,13 +613,15 @@ impl<H: Hub> Conn<H> {
             let session = s.session(&hash)?;
             Ok(row.zip(session))
         });
-        let (row, session) = row
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| ErrorBody::new(ErrorCode::Unauthorized, "the account no longer exists"))?;
+        let (row, session) = row.await.map_err(internal)?.ok_or_else(|| {
+            ErrorBody::new(ErrorCode::Unauthorized, "the account no longer exists")
+        })?;
         let now_secs = u64::try_from(unix_ms() / 1000).unwrap_or(0);
         let reply = Reply::Session(Session {
-            profile: UserProfile { online: true, ..self.profile(row) },
+            profile: UserProfile {
+                online: true,
+                ..self.profile(row)
+            },
             device: device.clone(),
             token,
             expires_at_ms: session.expires_at,
@@ -460,7 +647,11 @@ impl<H: Hub> Conn<H> {
     async fn attach(&mut self) {
         let Some(s) = &self.signed else { return };
         let (user, device) = (s.user.clone(), s.device.clone());
-        let came_online = self.state.hub.attach(user.clone(), device, self.id, self.outbox.clone()).await;
+        let came_online = self
+            .state
+            .hub
+            .attach(user.clone(), device, self.id, self.outbox.clone())
+            .await;
         if came_online {
             self.announce(&user, true).await;
         }
@@ -477,7 +668,16 @@ impl<H: Hub> Conn<H> {
         let who = user.clone();
         match self.state.store.run(move |s| s.watchers(&who)).await {
             Ok(watchers) if !watchers.is_empty() => {
-                self.state.hub.notify(watchers, Event::Presence { user: user.clone(), online }).await;
+                self.state
+                    .hub
+                    .notify(
+                        watchers,
+                        Event::Presence {
+                            user: user.clone(),
+                            online,
+                        },
+                    )
+                    .await;
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "presence lookup failed"),
@@ -495,7 +695,10 @@ impl<H: Hub> Conn<H> {
 
     async fn write(&mut self, msg: &ServerMessage) -> Result<(), axum::Error> {
         let text = serde_json::to_string(msg).expect("server messages always serialize");
-        self.state.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .metrics
+            .messages_out
+            .fetch_add(1, Ordering::Relaxed);
         self.sink.send(Message::Text(text.into())).await
     }
 
@@ -522,7 +725,10 @@ fn check_count(n: usize) -> Result<(), ErrorBody> {
     if n > limits::MAX_USERS_PER_REQUEST {
         return Err(ErrorBody::new(
             ErrorCode::Invalid,
-            format!("name at most {} users at once", limits::MAX_USERS_PER_REQUEST),
+            format!(
+                "name at most {} users at once",
+                limits::MAX_USERS_PER_REQUEST
+            ),
         ));
     }
     Ok(())
@@ -530,5 +736,8 @@ fn check_count(n: usize) -> Result<(), ErrorBody> {
 
 fn internal(e: StoreError) -> ErrorBody {
     tracing::error!(error = %e, "store failed");
-    ErrorBody::new(ErrorCode::Internal, "the server could not complete this; try again")
+    ErrorBody::new(
+        ErrorCode::Internal,
+        "the server could not complete this; try again",
+    )
 }

@@ -12,9 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use beckon_core::registry::{CallRecord, CallRequest, Input, Output, Registry, RegistryConfig};
-use beckon_protocol::{
-    DeviceId, Event, RequestId, ServerMessage, SessionCloseReason, UserId,
-};
+use beckon_protocol::{DeviceId, Event, RequestId, ServerMessage, SessionCloseReason, UserId};
 use tokio::sync::{Notify, mpsc};
 
 use crate::metrics::Metrics;
@@ -73,10 +71,30 @@ pub trait Hub: Clone + Send + Sync + 'static {
 }
 
 enum HubMsg {
-    Attach { user: UserId, device: DeviceId, conn: ConnId, outbox: Outbox, done: tokio::sync::oneshot::Sender<bool> },
-    Detach { user: UserId, device: DeviceId, conn: ConnId, signed_out: bool, done: tokio::sync::oneshot::Sender<bool> },
-    Request { user: UserId, device: DeviceId, id: RequestId, request: CallRequest },
-    Notify { users: Vec<UserId>, event: Event },
+    Attach {
+        user: UserId,
+        device: DeviceId,
+        conn: ConnId,
+        outbox: Outbox,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
+    Detach {
+        user: UserId,
+        device: DeviceId,
+        conn: ConnId,
+        signed_out: bool,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
+    Request {
+        user: UserId,
+        device: DeviceId,
+        id: RequestId,
+        request: CallRequest,
+    },
+    Notify {
+        users: Vec<UserId>,
+        event: Event,
+    },
 }
 
 /// The single-node hub: one task owning the registry.
@@ -124,18 +142,38 @@ impl LocalHub {
 impl Hub for LocalHub {
     async fn attach(&self, user: UserId, device: DeviceId, conn: ConnId, outbox: Outbox) -> bool {
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.send(HubMsg::Attach { user, device, conn, outbox, done }).await;
+        self.send(HubMsg::Attach {
+            user,
+            device,
+            conn,
+            outbox,
+            done,
+        })
+        .await;
         rx.await.unwrap_or(false)
     }
 
     async fn detach(&self, user: UserId, device: DeviceId, conn: ConnId, signed_out: bool) -> bool {
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.send(HubMsg::Detach { user, device, conn, signed_out, done }).await;
+        self.send(HubMsg::Detach {
+            user,
+            device,
+            conn,
+            signed_out,
+            done,
+        })
+        .await;
         rx.await.unwrap_or(false)
     }
 
     async fn request(&self, user: UserId, device: DeviceId, id: RequestId, request: CallRequest) {
-        self.send(HubMsg::Request { user, device, id, request }).await;
+        self.send(HubMsg::Request {
+            user,
+            device,
+            id,
+            request,
+        })
+        .await;
     }
 
     async fn notify(&self, users: Vec<UserId>, event: Event) {
@@ -143,7 +181,11 @@ impl Hub for LocalHub {
     }
 
     fn is_online(&self, user: &UserId) -> bool {
-        self.online.read().unwrap_or_else(|p| p.into_inner()).get(user).is_some_and(|n| *n > 0)
+        self.online
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .is_some_and(|n| *n > 0)
     }
 }
 
@@ -180,12 +222,20 @@ impl HubTask {
     fn handle(&mut self, msg: HubMsg) {
         let now = now();
         match msg {
-            HubMsg::Attach { user, device, conn, outbox, done } => {
+            HubMsg::Attach {
+                user,
+                device,
+                conn,
+                outbox,
+                done,
+            } => {
                 let devices = self.conns.entry(user.clone()).or_default();
                 if let Some((old, old_box)) = devices.insert(device.clone(), (conn, outbox)) {
                     if old != conn {
                         let _ = old_box.tx.try_send(ServerMessage::Event {
-                            event: Event::SessionClosed { reason: SessionCloseReason::Replaced },
+                            event: Event::SessionClosed {
+                                reason: SessionCloseReason::Replaced,
+                            },
                         });
                         old_box.close.notify_one();
                     }
@@ -194,7 +244,13 @@ impl HubTask {
                 self.registry.handle(now, Input::Online { user, device });
                 let _ = done.send(came_online);
             }
-            HubMsg::Detach { user, device, conn, signed_out, done } => {
+            HubMsg::Detach {
+                user,
+                device,
+                conn,
+                signed_out,
+                done,
+            } => {
                 let Some(devices) = self.conns.get_mut(&user) else {
                     let _ = done.send(false);
                     return;
@@ -211,22 +267,50 @@ impl HubTask {
                 let online_before = self.is_online(&user);
                 self.recount(&user);
                 let input = if signed_out {
-                    Input::SignedOut { user: user.clone(), device }
+                    Input::SignedOut {
+                        user: user.clone(),
+                        device,
+                    }
                 } else {
-                    Input::Offline { user: user.clone(), device }
+                    Input::Offline {
+                        user: user.clone(),
+                        device,
+                    }
                 };
                 self.registry.handle(now, input);
                 let _ = done.send(online_before && !self.is_online(&user));
             }
-            HubMsg::Request { user, device, id, request } => {
-                self.registry.handle(now, Input::Request { user, device, id, request });
+            HubMsg::Request {
+                user,
+                device,
+                id,
+                request,
+            } => {
+                self.registry.handle(
+                    now,
+                    Input::Request {
+                        user,
+                        device,
+                        id,
+                        request,
+                    },
+                );
             }
             HubMsg::Notify { users, event } => {
                 for user in users {
-                    let targets: Vec<DeviceId> =
-                        self.conns.get(&user).map(|d| d.keys().cloned().collect()).unwrap_or_default();
+                    let targets: Vec<DeviceId> = self
+                        .conns
+                        .get(&user)
+                        .map(|d| d.keys().cloned().collect())
+                        .unwrap_or_default();
                     for device in targets {
-                        self.deliver(&user, &device, ServerMessage::Event { event: event.clone() });
+                        self.deliver(
+                            &user,
+                            &device,
+                            ServerMessage::Event {
+                                event: event.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -247,21 +331,32 @@ impl HubTask {
     }
 
     fn is_online(&self, user: &UserId) -> bool {
-        self.online.read().unwrap_or_else(|p| p.into_inner()).contains_key(user)
+        self.online
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(user)
     }
 
     fn drain(&mut self) {
         while let Some(out) = self.registry.poll_output() {
             match out {
-                Output::Send { user, device, message } => self.deliver(&user, &device, message),
+                Output::Send {
+                    user,
+                    device,
+                    message,
+                } => self.deliver(&user, &device, message),
                 Output::CallFinished(record) => self.finished(record),
             }
         }
-        self.metrics.live_calls.store(self.registry.live_calls() as i64, Ordering::Relaxed);
+        self.metrics
+            .live_calls
+            .store(self.registry.live_calls() as i64, Ordering::Relaxed);
     }
 
     fn deliver(&mut self, user: &UserId, device: &DeviceId, message: ServerMessage) {
-        let Some((_, outbox)) = self.conns.get(user).and_then(|d| d.get(device)) else { return };
+        let Some((_, outbox)) = self.conns.get(user).and_then(|d| d.get(device)) else {
+            return;
+        };
         if let ServerMessage::Error { error, .. } = &message {
             self.metrics.error(error.code);
         }
@@ -280,7 +375,9 @@ impl HubTask {
                 self.metrics.invite_outcome(*outcome);
             }
         }
-        let wall = |i: Instant| self.epoch.1 + (i.saturating_duration_since(self.epoch.0).as_millis() as i64);
+        let wall = |i: Instant| {
+            self.epoch.1 + (i.saturating_duration_since(self.epoch.0).as_millis() as i64)
+        };
         let call = StoredCall {
             call_id: r.call_id.clone(),
             kind: r.kind,
@@ -318,5 +415,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub(crate) fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -26,7 +26,11 @@ impl IceConfig {
     pub fn servers_for(&self, user: &UserId, now_secs: u64) -> Vec<IceServer> {
         let mut servers = Vec::new();
         if !self.stun_urls.is_empty() {
-            servers.push(IceServer { urls: self.stun_urls.clone(), username: None, credential: None });
+            servers.push(IceServer {
+                urls: self.stun_urls.clone(),
+                username: None,
+                credential: None,
+            });
         }
         if let (false, Some(secret)) = (self.turn_urls.is_empty(), &self.turn_secret) {
             let username = format!("{}:{}", now_secs + self.turn_ttl_secs, user);
@@ -41,7 +45,8 @@ impl IceConfig {
 }
 
 fn turn_password(secret: &str, username: &str) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(username.as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -74,7 +79,13 @@ mod tests {
 
     #[test]
     fn without_a_secret_no_turn_server_is_offered() {
-        let cfg = IceConfig { turn_urls: vec!["turn:x".into()], ..Default::default() };
-        assert!(cfg.servers_for(&UserId::try_from("bob").unwrap(), 0).is_empty());
+        let cfg = IceConfig {
+            turn_urls: vec!["turn:x".into()],
+            ..Default::default()
+        };
+        assert!(
+            cfg.servers_for(&UserId::try_from("bob").unwrap(), 0)
+                .is_empty()
+        );
     }
 }

@@ -91,7 +91,10 @@ impl Default for ServerConfig {
             registry: RegistryConfig::default(),
             rate_burst: 40,
             rate_per_sec: 20,
-            ice: IceConfig { turn_ttl_secs: 24 * 3600, ..IceConfig::default() },
+            ice: IceConfig {
+                turn_ttl_secs: 24 * 3600,
+                ..IceConfig::default()
+            },
             ping_interval: Duration::from_secs(20),
         }
     }
@@ -159,15 +162,28 @@ pub struct Server {
 impl Server {
     /// Opens the store, binds, and serves in the background.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
-        let store = Store::open(&config.database)
-            .map_err(|source| ServerError::Store { path: config.database.clone(), source })?;
+        let store = Store::open(&config.database).map_err(|source| ServerError::Store {
+            path: config.database.clone(),
+            source,
+        })?;
         let metrics = Arc::new(Metrics::default());
         let hub = LocalHub::spawn(config.registry.clone(), store.clone(), metrics.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        listener.set_nonblocking(true).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let tls = config.tls.clone();
         let is_tls = tls.is_some();
         if tls.is_none() && !addr.ip().is_loopback() {
@@ -188,10 +204,13 @@ impl Server {
                     .map_err(|source| ServerError::Bind { addr, source })?;
                 let mut stop = shutdown_rx;
                 tokio::spawn(async move {
-                    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        });
+                    let serve = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    });
                     if let Err(e) = serve.await {
                         tracing::error!(error = %e, "server stopped");
                     }
@@ -199,9 +218,10 @@ impl Server {
             }
             Some(files) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                    .await
-                    .map_err(ServerError::Tls)?;
+                let rustls =
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                        .await
+                        .map_err(ServerError::Tls)?;
                 let handle = axum_server::Handle::new();
                 let mut stop = shutdown_rx;
                 let h = handle.clone();
@@ -220,7 +240,13 @@ impl Server {
             }
         };
         tracing::info!(%addr, tls = is_tls, "listening");
-        Ok(Self { addr, tls: is_tls, shutdown, task, metrics })
+        Ok(Self {
+            addr,
+            tls: is_tls,
+            shutdown,
+            task,
+            metrics,
+        })
     }
 
     /// The address it listens on.
@@ -255,7 +281,10 @@ fn router<H: Hub>(state: AppState<H>) -> Router {
         .with_state(state)
 }
 
-async fn ws_upgrade<H: Hub>(ws: WebSocketUpgrade, State(state): State<AppState<H>>) -> impl IntoResponse {
+async fn ws_upgrade<H: Hub>(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState<H>>,
+) -> impl IntoResponse {
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(limits::MAX_FRAME_BYTES)
@@ -265,7 +294,10 @@ async fn ws_upgrade<H: Hub>(ws: WebSocketUpgrade, State(state): State<AppState<H
 
 async fn metrics_text<H: Hub>(State(state): State<AppState<H>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
 }

@@ -74,21 +74,62 @@ impl Metrics {
         let counter = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        gauge(&mut s, "beckon_connections", "Open WebSocket connections.", self.connections.load(Ordering::Relaxed));
-        gauge(&mut s, "beckon_sessions", "Signed-in connections.", self.sessions.load(Ordering::Relaxed));
-        gauge(&mut s, "beckon_live_calls", "Calls in progress or ringing.", self.live_calls.load(Ordering::Relaxed));
-        counter(&mut s, "beckon_messages_in_total", "Messages received.", self.messages_in.load(Ordering::Relaxed));
-        counter(&mut s, "beckon_messages_out_total", "Messages sent.", self.messages_out.load(Ordering::Relaxed));
-        counter(&mut s, "beckon_calls_finished_total", "Calls that ended.", self.calls_finished.load(Ordering::Relaxed));
-        let _ = writeln!(s, "# HELP beckon_invites_total Invitations by how they ended for the invitee.");
+        gauge(
+            &mut s,
+            "beckon_connections",
+            "Open WebSocket connections.",
+            self.connections.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "beckon_sessions",
+            "Signed-in connections.",
+            self.sessions.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "beckon_live_calls",
+            "Calls in progress or ringing.",
+            self.live_calls.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "beckon_messages_in_total",
+            "Messages received.",
+            self.messages_in.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "beckon_messages_out_total",
+            "Messages sent.",
+            self.messages_out.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut s,
+            "beckon_calls_finished_total",
+            "Calls that ended.",
+            self.calls_finished.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP beckon_invites_total Invitations by how they ended for the invitee."
+        );
         let _ = writeln!(s, "# TYPE beckon_invites_total counter");
         for (i, (_, name)) in OUTCOMES.iter().enumerate() {
-            let _ = writeln!(s, "beckon_invites_total{{outcome=\"{name}\"}} {}", self.invites[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "beckon_invites_total{{outcome=\"{name}\"}} {}",
+                self.invites[i].load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(s, "# HELP beckon_errors_total Error replies by code.");
         let _ = writeln!(s, "# TYPE beckon_errors_total counter");
         for (i, code) in ERRORS.iter().enumerate() {
-            let _ = writeln!(s, "beckon_errors_total{{code=\"{code}\"}} {}", self.errors[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "beckon_errors_total{{code=\"{code}\"}} {}",
+                self.errors[i].load(Ordering::Relaxed)
+            );
         }
         s
     }

@@ -13,7 +13,12 @@ pub(crate) struct TokenBucket {
 
 impl TokenBucket {
     pub(crate) fn new(burst: u32, per_sec: u32, now: Instant) -> Self {
-        Self { tokens: f64::from(burst), burst: f64::from(burst), per_sec: f64::from(per_sec), last: now }
+        Self {
+            tokens: f64::from(burst),
+            burst: f64::from(burst),
+            per_sec: f64::from(per_sec),
+            last: now,
+        }
     }
 
     /// Takes a token if there is one.

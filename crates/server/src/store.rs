@@ -97,7 +97,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Self { conn: Arc::new(Mutex::new(conn)) };
+        let store = Self {
+            conn: Arc::new(Mutex::new(conn)),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -160,16 +162,19 @@ impl Store {
     pub fn password_hash(&self, id: &UserId) -> Result<Option<String>> {
         Ok(self
             .lock()
-            .query_row("SELECT password_hash FROM users WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT password_hash FROM users WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
     /// One user.
     pub fn user(&self, id: &UserId) -> Result<Option<UserRow>> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, display_name, avatar_url FROM users WHERE id = ?1",
-        )?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id, display_name, avatar_url FROM users WHERE id = ?1")?;
         let row = stmt.query_row([id.as_str()], raw_user).optional()?;
         row.map(parse_user).transpose()
     }
@@ -194,10 +199,16 @@ impl Store {
     ) -> Result<()> {
         let conn = self.lock();
         if let Some(name) = display_name {
-            conn.execute("UPDATE users SET display_name = ?2 WHERE id = ?1", params![id.as_str(), name.as_str()])?;
+            conn.execute(
+                "UPDATE users SET display_name = ?2 WHERE id = ?1",
+                params![id.as_str(), name.as_str()],
+            )?;
         }
         if let Some(url) = avatar_url {
-            conn.execute("UPDATE users SET avatar_url = ?2 WHERE id = ?1", params![id.as_str(), url.as_str()])?;
+            conn.execute(
+                "UPDATE users SET avatar_url = ?2 WHERE id = ?1",
+                params![id.as_str(), url.as_str()],
+            )?;
         }
         Ok(())
     }
@@ -260,7 +271,8 @@ impl Store {
 
     /// Ends a session.
     pub fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
-        self.lock().execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
+        self.lock()
+            .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])?;
         Ok(())
     }
 
@@ -300,7 +312,8 @@ impl Store {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached("SELECT owner FROM contacts WHERE contact = ?1")?;
         let rows = stmt.query_map([contact.as_str()], |r| r.get::<_, String>(0))?;
-        rows.map(|r| UserId::try_from(r?).map_err(corrupt)).collect()
+        rows.map(|r| UserId::try_from(r?).map_err(corrupt))
+            .collect()
     }
 
     // --- history -------------------------------------------------------------
@@ -350,9 +363,25 @@ impl Store {
         )?;
         type Row = (i64, String, String, String, i64, Option<i64>, i64, String);
         let rows: Vec<Row> = calls
-            .query_map(params![user.as_str(), before.unwrap_or(i64::MAX), i64::from(limit) + 1], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })?
+            .query_map(
+                params![
+                    user.as_str(),
+                    before.unwrap_or(i64::MAX),
+                    i64::from(limit) + 1
+                ],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )?
             .collect::<rusqlite::Result<_>>()?;
         let more = rows.len() > limit as usize;
         let mut members = conn.prepare_cached(
@@ -366,10 +395,15 @@ impl Store {
             let inviter = UserId::try_from(inviter).map_err(corrupt)?;
             let outcome = parse_outcome(&outcome)?;
             let list = members
-                .query_map([seq], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .query_map([seq], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
                 .map(|r| {
                     let (u, o) = r?;
-                    Ok(HistoryMember { user: UserId::try_from(u).map_err(corrupt)?, outcome: parse_outcome(&o)? })
+                    Ok(HistoryMember {
+                        user: UserId::try_from(u).map_err(corrupt)?,
+                        outcome: parse_outcome(&o)?,
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             entries.push(HistoryEntry {
@@ -410,11 +444,16 @@ impl Store {
 }
 
 fn is_missed(outcome: Outcome) -> bool {
-    matches!(outcome, Outcome::Missed | Outcome::Cancelled | Outcome::Busy)
+    matches!(
+        outcome,
+        Outcome::Missed | Outcome::Cancelled | Outcome::Busy
+    )
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 type RawUser = (String, String, Option<String>);
@@ -427,7 +466,10 @@ fn parse_user((id, name, avatar): RawUser) -> Result<UserRow> {
     Ok(UserRow {
         id: UserId::try_from(id).map_err(corrupt)?,
         display_name: DisplayName::try_from(name).map_err(corrupt)?,
-        avatar_url: avatar.map(AvatarUrl::try_from).transpose().map_err(corrupt)?,
+        avatar_url: avatar
+            .map(AvatarUrl::try_from)
+            .transpose()
+            .map_err(corrupt)?,
     })
 }
 
@@ -495,23 +537,40 @@ mod tests {
     fn a_taken_user_id_is_refused() {
         let s = store_with(&["alice"]);
         let name = DisplayName::try_from("Other").unwrap();
-        assert!(matches!(s.create_user(&uid("alice"), &name, "h", 1), Err(StoreError::UserExists)));
+        assert!(matches!(
+            s.create_user(&uid("alice"), &name, "h", 1),
+            Err(StoreError::UserExists)
+        ));
     }
 
     #[test]
     fn search_matches_ids_and_names_case_insensitively() {
         let s = store_with(&["alice", "bob", "alicia"]);
-        s.update_profile(&uid("bob"), Some(&DisplayName::try_from("Bob Alison").unwrap()), None).unwrap();
-        let found: Vec<_> = s.search("ALI", 10).unwrap().into_iter().map(|u| u.id.to_string()).collect();
+        s.update_profile(
+            &uid("bob"),
+            Some(&DisplayName::try_from("Bob Alison").unwrap()),
+            None,
+        )
+        .unwrap();
+        let found: Vec<_> = s
+            .search("ALI", 10)
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id.to_string())
+            .collect();
         assert_eq!(found, vec!["alice", "alicia", "bob"]);
-        assert!(s.search("%", 10).unwrap().is_empty(), "wildcards are literal");
+        assert!(
+            s.search("%", 10).unwrap().is_empty(),
+            "wildcards are literal"
+        );
     }
 
     #[test]
     fn sessions_are_found_by_token_hash_and_deleted() {
         let s = store_with(&["alice"]);
         let dev = DeviceId::try_from("laptop").unwrap();
-        s.create_session(b"hash1", &uid("alice"), &dev, 0, 1000).unwrap();
+        s.create_session(b"hash1", &uid("alice"), &dev, 0, 1000)
+            .unwrap();
         assert_eq!(s.session(b"hash1").unwrap().unwrap().device, dev);
         s.delete_session(b"hash1").unwrap();
         assert!(s.session(b"hash1").unwrap().is_none());
@@ -520,9 +579,27 @@ mod tests {
     #[test]
     fn history_pages_newest_first_and_counts_missed_calls() {
         let s = store_with(&["alice", "bob", "carol"]);
-        s.record_call(&call(1, "alice", &[("alice", Outcome::Answered), ("bob", Outcome::Answered)], 100_000)).unwrap();
-        s.record_call(&call(2, "alice", &[("alice", Outcome::NoAnswer), ("bob", Outcome::Missed)], 200_000)).unwrap();
-        s.record_call(&call(3, "carol", &[("carol", Outcome::NoAnswer), ("bob", Outcome::Busy)], 300_000)).unwrap();
+        s.record_call(&call(
+            1,
+            "alice",
+            &[("alice", Outcome::Answered), ("bob", Outcome::Answered)],
+            100_000,
+        ))
+        .unwrap();
+        s.record_call(&call(
+            2,
+            "alice",
+            &[("alice", Outcome::NoAnswer), ("bob", Outcome::Missed)],
+            200_000,
+        ))
+        .unwrap();
+        s.record_call(&call(
+            3,
+            "carol",
+            &[("carol", Outcome::NoAnswer), ("bob", Outcome::Busy)],
+            300_000,
+        ))
+        .unwrap();
         let (page, next) = s.history(&uid("bob"), None, 2).unwrap();
         assert_eq!(page.len(), 2);
         assert_eq!(page[0].inviter, uid("carol"));
@@ -534,10 +611,20 @@ mod tests {
         assert!(!rest[0].missed);
         assert_eq!(next2, None);
         assert_eq!(s.missed_count(&uid("bob")).unwrap(), 2);
-        assert_eq!(s.missed_count(&uid("alice")).unwrap(), 0, "outgoing calls are never missed");
+        assert_eq!(
+            s.missed_count(&uid("alice")).unwrap(),
+            0,
+            "outgoing calls are never missed"
+        );
         s.mark_history_seen(&uid("bob"), 300_000).unwrap();
         assert_eq!(s.missed_count(&uid("bob")).unwrap(), 0);
-        s.record_call(&call(4, "alice", &[("alice", Outcome::NoAnswer), ("bob", Outcome::Cancelled)], 400_000)).unwrap();
+        s.record_call(&call(
+            4,
+            "alice",
+            &[("alice", Outcome::NoAnswer), ("bob", Outcome::Cancelled)],
+            400_000,
+        ))
+        .unwrap();
         assert_eq!(s.missed_count(&uid("bob")).unwrap(), 1);
     }
 
@@ -561,9 +648,17 @@ mod tests {
         let path = dir.path().join("beckon.db");
         {
             let s = Store::open(&path).unwrap();
-            s.create_user(&uid("alice"), &DisplayName::try_from("A").unwrap(), "h", 0).unwrap();
-            s.create_user(&uid("bob"), &DisplayName::try_from("B").unwrap(), "h", 0).unwrap();
-            s.record_call(&call(1, "alice", &[("alice", Outcome::Answered), ("bob", Outcome::Answered)], 1000)).unwrap();
+            s.create_user(&uid("alice"), &DisplayName::try_from("A").unwrap(), "h", 0)
+                .unwrap();
+            s.create_user(&uid("bob"), &DisplayName::try_from("B").unwrap(), "h", 0)
+                .unwrap();
+            s.record_call(&call(
+                1,
+                "alice",
+                &[("alice", Outcome::Answered), ("bob", Outcome::Answered)],
+                1000,
+            ))
+            .unwrap();
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.history(&uid("bob"), None, 10).unwrap().0.len(), 1);

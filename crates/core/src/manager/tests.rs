@@ -437,3 +437,25 @@ fn events_about_other_calls_are_ignored() {
     assert_eq!(m.poll_notice(), None);
     assert!(!m.is_busy());
 }
+
+#[test]
+fn after_a_reconnect_the_status_reply_keeps_or_drops_the_call() {
+    let mut w = World::new();
+    w.online("alice", "d1");
+    w.online("bob", "d1");
+    let call = w.invite("alice", &["bob"]);
+    w.accept("bob", "d1", &call);
+    w.notices("bob", "d1");
+    let m = w.managers.get_mut(&(uid("bob"), dev("d1"))).unwrap();
+    let info = m.current().unwrap().info.clone();
+    m.on_status(&call, Ok(info));
+    assert_eq!(m.current().unwrap().phase, Phase::Connected);
+    assert_eq!(m.poll_notice(), None, "nothing changed");
+    m.on_status(&call, Err(ErrorCode::CallEnded));
+    assert!(!m.is_busy());
+    assert_eq!(m.poll_notice(), Some(Notice::BusyChanged { busy: false }));
+    assert_eq!(
+        m.poll_notice(),
+        Some(Notice::EndedWhileOffline { call_id: call })
+    );
+}

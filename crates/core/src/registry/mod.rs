@@ -179,6 +179,11 @@ pub enum CallRequest {
         /// For the others.
         extended_data: ExtendedData,
     },
+    /// How the call stands for this device; changes nothing.
+    Status {
+        /// The call.
+        call_id: CallId,
+    },
     /// Come back, or move the call to this device.
     Join {
         /// The call.
@@ -623,6 +628,23 @@ impl Registry {
                 Ok(())
             }
             CallRequest::Join { call_id } => self.join(now, user, device, id, &call_id),
+            CallRequest::Status { call_id } => {
+                let call = self.live_call(&call_id)?;
+                let m = call
+                    .member(user)
+                    .ok_or_else(|| not_a_member(user, "is not a member of this call"))?;
+                let here = m.state.is_pending()
+                    || (m.state == MemberState::Accepted && m.device.as_ref() == Some(device));
+                if !here {
+                    return Err(not_a_member(
+                        user,
+                        "has no part in this call on this device",
+                    ));
+                }
+                let info = call.info();
+                self.reply(user, device, id, Reply::Call { call: info });
+                Ok(())
+            }
             CallRequest::Signal {
                 call_id,
                 to,

@@ -1350,6 +1350,47 @@ fn strangers_cannot_act_in_a_call() {
     assert!(h.events("mallory").is_empty());
 }
 
+#[test]
+fn call_status_tells_a_device_how_its_call_stands_without_changing_it() {
+    let mut h = Harness::new();
+    h.online(&["alice", "bob"]);
+    h.online_on("bob", "phone");
+    let call = h.invite("alice", &["bob"]);
+    let status = |h: &mut Harness, u: &str, d: &str| {
+        h.req_on(
+            u,
+            d,
+            CallRequest::Status {
+                call_id: call.clone(),
+            },
+        )
+    };
+    assert!(
+        matches!(status(&mut h, "bob", "d1"), Ok(Reply::Call { .. })),
+        "ringing"
+    );
+    assert_eq!(
+        h.state(&call, "bob"),
+        Some(MemberState::Received),
+        "status is not an answer"
+    );
+    h.accept("bob", &call).unwrap();
+    assert!(matches!(
+        status(&mut h, "bob", "d1"),
+        Ok(Reply::Call { .. })
+    ));
+    assert_eq!(
+        status(&mut h, "bob", "phone").unwrap_err(),
+        ErrorCode::NotAMember,
+        "in the call elsewhere"
+    );
+    h.end("alice", &call).unwrap();
+    assert_eq!(
+        status(&mut h, "bob", "d1").unwrap_err(),
+        ErrorCode::CallEnded
+    );
+}
+
 // --- media signaling relay -----------------------------------------------------
 
 #[test]
