@@ -35,6 +35,7 @@ const REQUESTS: &[&str] = &[
     "reject",
     "quit",
     "end",
+    "call_status",
     "join",
     "signal",
 ];
@@ -308,7 +309,10 @@ fn value_tables_name_every_wire_value() {
         ("| reason | meaning |", unit_names!(Reason)),
         ("| reject reason | meaning |", unit_names!(RejectReason)),
         ("| outcome | meaning |", unit_names!(Outcome)),
-        ("| close reason | meaning |", unit_names!(SessionCloseReason)),
+        (
+            "| close reason | meaning |",
+            unit_names!(SessionCloseReason),
+        ),
         ("| call kind | meaning |", unit_names!(CallKind)),
     ] {
         assert_eq!(first_column(&doc, header), names, "table {header}");
@@ -318,8 +322,9 @@ fn value_tables_name_every_wire_value() {
 #[test]
 fn error_table_says_which_codes_are_retryable() {
     for row in table(&doc(), "| code | retryable | meaning |") {
-        let code: ErrorCode = serde_json::from_value(Value::String(row[0].trim_matches('`').into()))
-            .unwrap_or_else(|e| panic!("{}: {e}", row[0]));
+        let code: ErrorCode =
+            serde_json::from_value(Value::String(row[0].trim_matches('`').into()))
+                .unwrap_or_else(|e| panic!("{}: {e}", row[0]));
         let expected = if code.is_retryable() { "yes" } else { "no" };
         assert_eq!(row[1], expected, "retryable column of {code}");
     }
