@@ -186,9 +186,15 @@ impl CallManager {
         self.actions.pop_front()
     }
 
-    /// Our `invite` (or `add`) succeeded with this call.
+    /// Our `invite` (or `add`) succeeded with this call. Ignored unless we
+    /// are in it (an invite to busy users only may have ended it already).
     pub fn on_invited(&mut self, call: CallInfo) {
-        self.on_in_call(call);
+        if call
+            .member(&self.me)
+            .is_some_and(|m| m.state == MemberState::Accepted)
+        {
+            self.on_in_call(call);
+        }
     }
 
     /// Our `accept` or `join` succeeded, or the server sent a snapshot of a
@@ -247,10 +253,16 @@ impl CallManager {
         });
     }
 
-    /// We declined, quit, ended or cancelled the whole call ourselves.
-    pub fn on_left(&mut self, call_id: &CallId) {
+    /// We declined (`Declined`/`Busy`), quit (`Quit`) or ended (`Ended`) the
+    /// call ourselves: it is over for us.
+    pub fn on_left(&mut self, call_id: &CallId, reason: Reason) {
         if self.is_current(call_id) {
             self.set_current(None);
+            self.notices.push_back(Notice::CallEnded {
+                call_id: call_id.clone(),
+                reason,
+                by: Some(self.me.clone()),
+            });
         }
     }
 

@@ -235,10 +235,19 @@ fn a_declined_call_ends_with_the_reason_and_frees_both() {
         extended_data: ExtendedData::default(),
     };
     w.request("bob", "d1", request);
-    w.managers
-        .get_mut(&(uid("bob"), dev("d1")))
-        .unwrap()
-        .on_left(&call);
+    let bob = w.managers.get_mut(&(uid("bob"), dev("d1"))).unwrap();
+    bob.on_left(&call, Reason::Declined);
+    assert!(matches!(
+        bob.poll_notice(),
+        Some(Notice::BusyChanged { busy: false })
+    ));
+    assert!(matches!(
+        bob.poll_notice(),
+        Some(Notice::CallEnded {
+            reason: Reason::Declined,
+            ..
+        })
+    ));
     let alice = w.notices("alice", "d1");
     assert!(alice.contains(&Notice::CallEnded {
         call_id: call.clone(),

@@ -546,8 +546,9 @@ impl Registry {
             } => {
                 check_user_count(users.len() + unknown.len())?;
                 self.accepted_on(&call_id, user, device)?;
-                let results = self.add_invitees(now, &call_id, user, users, unknown, true);
+                let (results, busy) = self.add_invitees(now, &call_id, user, users, unknown, true);
                 self.reply_invitation(user, device, id, &call_id, results, false);
+                self.announce_busy(&call_id, &busy);
                 self.end_if_not_live(now, &call_id, Reason::Busy, None);
                 Ok(())
             }
@@ -723,8 +724,9 @@ impl Registry {
         };
         self.calls.insert(call_id.clone(), call);
         self.user_call.insert(user.clone(), call_id.clone());
-        let results = self.add_invitees(now, &call_id, user, users, unknown, false);
+        let (results, busy) = self.add_invitees(now, &call_id, user, users, unknown, false);
         self.reply_invitation(user, device, id, &call_id, results, false);
+        self.announce_busy(&call_id, &busy);
         self.end_if_not_live(now, &call_id, Reason::Busy, None);
         Ok(())
     }
@@ -773,8 +775,10 @@ impl Registry {
             .into_iter()
             .map(|user| UserResult { user, error: None })
             .collect();
-        results.extend(self.add_invitees(now, existing, user, others, unknown, true));
+        let (more, busy) = self.add_invitees(now, existing, user, others, unknown, true);
+        results.extend(more);
         self.reply_invitation(user, device, id, existing, results, true);
+        self.announce_busy(existing, &busy);
         Ok(())
     }
 
@@ -790,7 +794,7 @@ impl Registry {
         users: Vec<UserId>,
         unknown: Vec<UserId>,
         announce: bool,
-    ) -> Vec<UserResult> {
+    ) -> (Vec<UserResult>, Vec<UserId>) {
         let mut results = Vec::new();
         let mut seen: Vec<UserId> = Vec::new();
         for u in unknown {
@@ -908,11 +912,16 @@ impl Registry {
                 self.broadcast_change_except(call_id, u, Some(by.clone()), &changes);
             }
         }
-        // A busy user is not disturbed: only the others hear of the refusal.
-        for u in &newly_busy {
+        (results, newly_busy)
+    }
+
+    /// Tells the others that these invitees were refused as busy; the busy
+    /// users themselves are not disturbed. Sent after the reply, so the
+    /// inviter knows the call before it hears about it.
+    fn announce_busy(&mut self, call_id: &CallId, busy: &[UserId]) {
+        for u in busy {
             self.broadcast_change_except(call_id, u, None, std::slice::from_ref(u));
         }
-        results
     }
 
     #[allow(clippy::too_many_arguments)]
