@@ -14,7 +14,7 @@ use crate::ids::{
 /// A request and the id its reply will carry.
 ///
 /// ```json
-/// {"id": 7, "type": "accept", "call_id": "3f9c0d…", "extended_data": ""}
+/// {"id": 7, "type": "accept", "call_id": "9f1c2a7b3d4e5f60718293a4b5c6d7e8", "extended_data": ""}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientMessage {
@@ -507,8 +507,9 @@ pub enum Event {
     /// A member's state changed. Sent to everyone still involved and to the
     /// member itself.
     MemberState(MemberChange),
-    /// The whole call as it stands: sent to a device that joined, and after a
-    /// resume for each call the device is in.
+    /// The whole call as it stands: sent to a device that signs in again
+    /// (resumes) while it is in a call. (`join` and `accept` get the call in
+    /// their reply instead.)
     CallState {
         /// The call.
         call: CallInfo,
