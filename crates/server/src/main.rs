@@ -11,7 +11,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (config, log_format) = load_config(cli)?;
     let filter = EnvFilter::try_from_env("BECKON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match log_format {
         beckon_server::LogFormat::Json => logs.json().init(),
         beckon_server::LogFormat::Text => logs.init(),
