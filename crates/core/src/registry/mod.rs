@@ -560,15 +560,7 @@ impl Registry {
             CallRequest::Accept {
                 call_id,
                 extended_data,
-            } => self.accept(
-                now,
-                user,
-                device,
-                id,
-                &call_id,
-                extended_data,
-                Reason::Answered,
-            ),
+            } => self.accept(now, user, device, id, &call_id, extended_data),
             CallRequest::Reject {
                 call_id,
                 reason,
@@ -992,7 +984,6 @@ impl Registry {
         id: RequestId,
         call_id: &CallId,
         extended_data: ExtendedData,
-        reason: Reason,
     ) -> Result<(), Failure> {
         let call = self.live_call(call_id)?;
         let member = call
@@ -1007,10 +998,15 @@ impl Registry {
         if !member.state.is_pending() {
             return Err(already_answered(member.state));
         }
-        self.enter_call(now, call_id, user, device, reason, extended_data);
-        let info = self.calls[call_id].info();
-        self.reply(user, device, id, Reply::Call { call: info });
-        self.broadcast_change(call_id, user, None);
+        self.enter_and_answer(
+            now,
+            call_id,
+            user,
+            device,
+            id,
+            Reason::Answered,
+            extended_data,
+        );
         Ok(())
     }
 
@@ -1028,15 +1024,7 @@ impl Registry {
             .ok_or_else(|| not_a_member(user, "is not a member of this call"))?;
         match member.state {
             state if state.is_pending() => {
-                return self.accept(
-                    now,
-                    user,
-                    device,
-                    id,
-                    call_id,
-                    ExtendedData::default(),
-                    Reason::Answered,
-                );
+                return self.accept(now, user, device, id, call_id, ExtendedData::default());
             }
             MemberState::Accepted if member.device.as_ref() == Some(device) => {
                 let info = call.info();
@@ -1049,18 +1037,35 @@ impl Registry {
         if let Some(other) = self.user_call.get(user).filter(|c| *c != call_id) {
             return Err((ErrorCode::Busy, format!("you are already in call {other}")));
         }
-        self.enter_call(
+        self.enter_and_answer(
             now,
             call_id,
             user,
             device,
+            id,
             Reason::Joined,
             ExtendedData::default(),
         );
+        Ok(())
+    }
+
+    /// Puts `user` in the call, answers request `id` with the call, and
+    /// tells everyone involved.
+    #[allow(clippy::too_many_arguments)]
+    fn enter_and_answer(
+        &mut self,
+        now: Instant,
+        call_id: &CallId,
+        user: &UserId,
+        device: &DeviceId,
+        id: RequestId,
+        reason: Reason,
+        extended_data: ExtendedData,
+    ) {
+        self.enter_call(now, call_id, user, device, reason, extended_data);
         let info = self.calls[call_id].info();
         self.reply(user, device, id, Reply::Call { call: info });
         self.broadcast_change(call_id, user, None);
-        Ok(())
     }
 
     /// Puts `user` in the call on `device` (accept, join, glare).
