@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use beckon_core::registry::CallRequest;
@@ -25,6 +25,9 @@ const OUTBOX_CAPACITY: usize = 512;
 /// Excess messages beyond the rate limit that a connection may send before
 /// it is closed for abuse.
 const MAX_EXCESS: u32 = 200;
+/// How long a closing connection waits for the client to read its last
+/// frames and answer the close.
+const LINGER: Duration = Duration::from_secs(1);
 
 struct Signed {
     user: UserId,
@@ -90,6 +93,17 @@ pub(crate) async fn serve<H: Hub>(socket: WebSocket, state: AppState<H>) {
                     Some(Ok(msg)) => msg,
                     Some(Err(e)) => {
                         tracing::debug!(conn = id, error = %e, "socket error");
+                        if is_too_big(e) {
+                            let frame = CloseFrame {
+                                code: 1009,
+                                reason: Utf8Bytes::from_static("message too big"),
+                            };
+                            let _ = conn.sink.send(Message::Close(Some(frame))).await;
+                            // The rest of the frame stays unread, so closing
+                            // the socket resets the connection. Give the
+                            // client time to read the close frame first.
+                            tokio::time::sleep(LINGER).await;
+                        }
                         break None;
                     }
                     None => break None,
@@ -145,6 +159,13 @@ pub(crate) async fn serve<H: Hub>(socket: WebSocket, state: AppState<H>) {
         let _ = conn.sink.send(Message::Close(Some(frame))).await;
     }
     let _ = conn.sink.close().await;
+    // Read and drop what the client still sends until its close frame
+    // arrives: closing a socket with unread input resets the connection,
+    // and the client can then lose our last frames before it reads them.
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
     if let Some(s) = conn.signed.take() {
         conn.state.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         let went_offline = conn
@@ -157,6 +178,14 @@ pub(crate) async fn serve<H: Hub>(socket: WebSocket, state: AppState<H>) {
         }
     }
     metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Whether a read failed because a frame or message was over the size limit.
+fn is_too_big(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 fn close_code(reason: SessionCloseReason) -> u16 {
