@@ -44,7 +44,18 @@ fn main() -> ExitCode {
 fn test() -> anyhow::Result<()> {
     deps::ensure(deps::Purpose::Test)?;
     step("formatting", cargo(&["fmt", "--all", "--", "--check"]))?;
-    step("lints", cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    step(
+        "lints",
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     step("tests", cargo(&["test", "--workspace", "--locked"]))?;
     println!("\nxtask: formatting, lints and every test passed");
     Ok(())
@@ -64,11 +75,17 @@ pub(crate) fn cargo(args: &[&str]) -> Command {
 }
 
 pub(crate) fn describe(cmd: &Command) -> String {
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<_> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     format!("{} {}", cmd.get_program().to_string_lossy(), args.join(" "))
 }
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
 }

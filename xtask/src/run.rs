@@ -26,7 +26,10 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let mut server = Command::new(bin.join("beckon-server"))
         .args(["--listen", "127.0.0.1:0", "--database"])
         .arg(dir.join("beckon.db"))
-        .env("BECKON_LOG", std::env::var("BECKON_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "BECKON_LOG",
+            std::env::var("BECKON_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -38,8 +41,22 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let start = Instant::now();
     let peer = |user: &str, extra: &[&str]| -> anyhow::Result<Child> {
         let mut child = Command::new(bin.join("beckon-peer"))
-            .args(["--server", &url, "--user", user, "--password", "demo password", "--register"])
-            .args(["--name", &capitalise(user), "--exit-after-call", "--exit-after-secs", "30"])
+            .args([
+                "--server",
+                &url,
+                "--user",
+                user,
+                "--password",
+                "demo password",
+                "--register",
+            ])
+            .args([
+                "--name",
+                &capitalise(user),
+                "--exit-after-call",
+                "--exit-after-secs",
+                "30",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
@@ -56,9 +73,22 @@ pub(crate) fn run() -> anyhow::Result<()> {
         });
         Ok(child)
     };
-    let mut bob = peer("bob", &["--on-incoming", "accept", "--answer-after-ms", "800", "--hangup", "stay"])?;
+    let mut bob = peer(
+        "bob",
+        &[
+            "--on-incoming",
+            "accept",
+            "--answer-after-ms",
+            "800",
+            "--hangup",
+            "stay",
+        ],
+    )?;
     wait_for(&rx, start, "bob", "signed_in")?;
-    let mut alice = peer("alice", &["--call", "bob", "--hold-secs", "2", "--hangup", "end"])?;
+    let mut alice = peer(
+        "alice",
+        &["--call", "bob", "--hold-secs", "2", "--hangup", "end"],
+    )?;
     drop(tx);
 
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -72,22 +102,31 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     let saw = |who: &str, what: &str| seen.iter().any(|(w, e)| w == who && e == what);
-    let completed = ["alice", "bob"].iter().all(|u| saw(u, "call_started") && saw(u, "call_ended"));
-    anyhow::ensure!(alice_ok && bob_ok && completed, "the demo call did not complete");
+    let completed = ["alice", "bob"]
+        .iter()
+        .all(|u| saw(u, "call_started") && saw(u, "call_ended"));
+    anyhow::ensure!(
+        alice_ok && bob_ok && completed,
+        "the demo call did not complete"
+    );
     println!("\nxtask: alice and bob completed a call through the Beckon server");
     Ok(())
 }
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// Reads the server's first line, `beckon-server listening on <url>`.
 fn server_url(server: &mut Child) -> anyhow::Result<String> {
     let out = server.stdout.take().expect("piped");
     let mut lines = BufReader::new(out).lines();
-    let first = lines.next().context("the server exited before listening")??;
+    let first = lines
+        .next()
+        .context("the server exited before listening")??;
     let url = first.rsplit(' ').next().unwrap_or_default().to_string();
     anyhow::ensure!(url.starts_with("ws"), "unexpected server output: {first}");
     // Keep draining so the server never blocks on a full pipe.
@@ -95,7 +134,12 @@ fn server_url(server: &mut Child) -> anyhow::Result<String> {
     Ok(url)
 }
 
-fn wait_for(rx: &mpsc::Receiver<(String, Value)>, start: Instant, who: &str, what: &str) -> anyhow::Result<()> {
+fn wait_for(
+    rx: &mpsc::Receiver<(String, Value)>,
+    start: Instant,
+    who: &str,
+    what: &str,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Ok((w, event)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         print_event(start, &w, &event);
@@ -110,14 +154,27 @@ fn print_event(start: Instant, who: &str, e: &Value) {
     let s = |k: &str| e[k].as_str().unwrap_or("?").to_string();
     let text = match e["event"].as_str().unwrap_or("") {
         "signed_in" => "signed in".to_string(),
-        "invited" => format!("calls {} (call {})", list(&e["results"], "who"), short(&s("call_id"))),
+        "invited" => format!(
+            "calls {} (call {})",
+            list(&e["results"], "who"),
+            short(&s("call_id"))
+        ),
         "incoming" => format!("is rung by {} ({} call)", s("by"), s("kind")),
         "accepted" => "answers".to_string(),
         "rejected" => format!("declines ({})", s("reason")),
         "member" => format!("sees {} → {} ({})", s("who"), s("state"), s("reason")),
         "call_started" => format!("is in the call with {}", list(&e["in_call"], "")),
-        "call_ended" => format!("call ended: {} by {}", s("reason"), e["by"].as_str().unwrap_or("nobody")),
-        "busy" => (if e["busy"] == true { "is busy" } else { "is free" }).to_string(),
+        "call_ended" => format!(
+            "call ended: {} by {}",
+            s("reason"),
+            e["by"].as_str().unwrap_or("nobody")
+        ),
+        "busy" => (if e["busy"] == true {
+            "is busy"
+        } else {
+            "is free"
+        })
+        .to_string(),
         "exit" | "stopped" => format!("stops ({})", e["reason"]),
         other => format!("{other} {e}"),
     };
@@ -130,7 +187,13 @@ fn list(v: &Value, key: &str) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|x| if key.is_empty() { x.clone() } else { x[key].clone() })
+                .map(|x| {
+                    if key.is_empty() {
+                        x.clone()
+                    } else {
+                        x[key].clone()
+                    }
+                })
                 .filter_map(|x| x.as_str().map(str::to_owned))
                 .collect()
         })
