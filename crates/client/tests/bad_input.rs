@@ -389,20 +389,35 @@ async fn a_burst_beyond_the_rate_limit_gets_rate_limited_then_recovers() {
     }
     raw.ws.flush().await.unwrap();
     let (mut pongs, mut limited) = (0, 0);
+    let mut answered = Vec::new();
     for _ in 0..80 {
         match raw.answer().await {
             ServerMessage::Reply {
-                reply: Reply::Pong, ..
-            } => pongs += 1,
-            msg if is_error(&msg, ErrorCode::RateLimited) => {
-                expect_error(msg, None, ErrorCode::RateLimited, "ping");
+                id,
+                reply: Reply::Pong,
+            } => {
+                pongs += 1;
+                answered.push(id);
+            }
+            ServerMessage::Error {
+                id: Some(id),
+                error,
+            } if error.code == ErrorCode::RateLimited => {
+                // The refusal names the request it refused.
                 limited += 1;
+                answered.push(id);
             }
             other => panic!("expected pong or rate_limited, got {other:?}"),
         }
     }
     assert!(pongs >= 40, "the burst goes through: {pongs} pongs");
     assert!(limited > 0, "{pongs} pongs, nothing rate limited");
+    answered.sort_unstable();
+    assert_eq!(
+        answered,
+        (0..80).collect::<Vec<u64>>(),
+        "every ping answered once"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     raw.assert_alive().await;
 }

@@ -63,16 +63,24 @@ pub fn decode_client_message(text: &str) -> Result<ClientMessage, (Option<Reques
         ));
     }
     serde_json::from_str::<ClientMessage>(text).map_err(|e| {
-        #[derive(Deserialize)]
-        struct IdOnly {
-            id: Option<RequestId>,
-        }
-        let id = serde_json::from_str::<IdOnly>(text).ok().and_then(|v| v.id);
         (
-            id,
+            peek_request_id(text),
             ErrorBody::new(ErrorCode::Invalid, format!("malformed message: {e}")),
         )
     })
+}
+
+/// The `id` of a message that is a JSON object with a numeric `id`, read
+/// without looking deeper into the rest; `None` for anything else.
+pub fn peek_request_id(text: &str) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<RequestId>,
+    }
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<IdOnly>(text).ok().and_then(|v| v.id)
 }
 
 #[cfg(test)]

@@ -169,3 +169,12 @@ fn oversize_extended_data_is_invalid() {
     assert_eq!(id, Some(2));
     assert!(err.message.contains("extended_data"));
 }
+
+#[test]
+fn only_objects_have_an_id_to_echo() {
+    assert_eq!(peek_request_id(r#"{"id":7,"type":"nope"}"#), Some(7));
+    assert_eq!(peek_request_id("[7]"), None);
+    assert_eq!(peek_request_id(r#"{"id":"7"}"#), None);
+    let (id, _) = decode_client_message("[7]").unwrap_err();
+    assert_eq!(id, None);
+}

@@ -9,6 +9,7 @@ use beckon_core::registry::CallRequest;
 use beckon_protocol::{
     DeviceId, ErrorBody, ErrorCode, Event, Reply, Request, RequestId, ServerMessage, Session,
     SessionCloseReason, SessionToken, UserId, UserProfile, decode_client_message, limits,
+    peek_request_id,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Notify, mpsc};
@@ -22,8 +23,8 @@ use crate::store::{StoreError, UserRow};
 /// Messages the hub may queue for one connection before it counts as too
 /// slow and is dropped.
 const OUTBOX_CAPACITY: usize = 512;
-/// Excess messages beyond the rate limit that a connection may send before
-/// it is closed for abuse.
+/// Messages over the rate limit in a row after which a connection is
+/// closed for abuse.
 const MAX_EXCESS: u32 = 200;
 /// How long a closing connection waits for the client to read its last
 /// frames and answer the close.
@@ -113,9 +114,13 @@ pub(crate) async fn serve<H: Hub>(socket: WebSocket, state: AppState<H>) {
                         Next::Continue => {}
                         Next::Close(reason) => break Some(reason),
                     },
-                    Message::Binary(_) => {
-                        conn.error(None, ErrorCode::Invalid, "binary frames are not part of the protocol; send JSON text").await;
-                    }
+                    Message::Binary(_) => match conn.over_limit(None).await {
+                        Some(Next::Close(reason)) => break Some(reason),
+                        Some(Next::Continue) => {}
+                        None => {
+                            conn.error(None, ErrorCode::Invalid, "binary frames are not part of the protocol; send JSON text").await;
+                        }
+                    },
                     Message::Close(_) => break None,
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
@@ -197,20 +202,32 @@ fn close_code(reason: SessionCloseReason) -> u16 {
 }
 
 impl<H: Hub> Conn<H> {
-    async fn on_text(&mut self, text: &str) -> Next {
+    /// Counts one incoming message against the rate limit. `Some` when it is
+    /// over: the message was answered with `rate_limited` (or the connection
+    /// must close for abuse) and must not be carried out.
+    async fn over_limit(&mut self, text: Option<&str>) -> Option<Next> {
         self.state
             .metrics
             .messages_in
             .fetch_add(1, Ordering::Relaxed);
-        if !self.bucket.take(Instant::now()) {
-            self.excess += 1;
-            if self.excess > MAX_EXCESS {
-                tracing::warn!(conn = self.id, "rate limit exceeded persistently; closing");
-                return Next::Close(SessionCloseReason::Abuse);
-            }
-            self.error(None, ErrorCode::RateLimited, "too many messages; slow down")
-                .await;
-            return Next::Continue;
+        if self.bucket.take(Instant::now()) {
+            self.excess = 0;
+            return None;
+        }
+        self.excess += 1;
+        if self.excess > MAX_EXCESS {
+            tracing::warn!(conn = self.id, "rate limit exceeded persistently; closing");
+            return Some(Next::Close(SessionCloseReason::Abuse));
+        }
+        let id = text.and_then(peek_request_id);
+        self.error(id, ErrorCode::RateLimited, "too many messages; slow down")
+            .await;
+        Some(Next::Continue)
+    }
+
+    async fn on_text(&mut self, text: &str) -> Next {
+        if let Some(next) = self.over_limit(Some(text)).await {
+            return next;
         }
         let msg = match decode_client_message(text) {
             Ok(msg) => msg,
