@@ -23,17 +23,45 @@ struct Package {
 enum Probe {
     /// A program on PATH.
     Program(&'static str),
+    /// A library pkg-config knows.
+    PkgConfig(&'static str),
 }
 
-const PACKAGES: &[Package] = &[Package {
-    name: "build-essential",
-    why: "a C compiler for ring (TLS) and the bundled SQLite",
-    needed_for: &[Purpose::Test, Purpose::Run],
-    probe: Probe::Program("cc"),
-}];
+const BOTH: &[Purpose] = &[Purpose::Test, Purpose::Run];
+
+const PACKAGES: &[Package] = &[
+    Package {
+        name: "build-essential",
+        why: "a C compiler for ring (TLS), the bundled SQLite and libopus",
+        needed_for: BOTH,
+        probe: Probe::Program("cc"),
+    },
+    Package {
+        name: "pkg-config",
+        why: "to find libvpx",
+        needed_for: BOTH,
+        probe: Probe::Program("pkg-config"),
+    },
+    Package {
+        name: "cmake",
+        why: "the opus crate builds libopus with it",
+        needed_for: BOTH,
+        probe: Probe::Program("cmake"),
+    },
+    Package {
+        name: "libvpx-dev",
+        why: "the VP8 video codec",
+        needed_for: BOTH,
+        probe: Probe::PkgConfig("vpx"),
+    },
+];
 
 fn present(probe: &Probe) -> bool {
     match probe {
+        Probe::PkgConfig(lib) => Command::new("pkg-config")
+            .args(["--exists", lib])
+            .status()
+            .is_ok_and(|s| s.success()),
         Probe::Program(p) => Command::new("sh")
             .args(["-c", &format!("command -v {p}")])
             .output()
