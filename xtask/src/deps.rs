@@ -11,92 +11,119 @@ pub(crate) enum Purpose {
     Run,
 }
 
-/// A Debian/Ubuntu package, why we need it, for which tasks, and a
-/// command whose presence shows it is installed.
+/// A Debian/Ubuntu package, why we need it, and for which tasks.
 struct Package {
     name: &'static str,
     why: &'static str,
     needed_for: &'static [Purpose],
-    probe: Probe,
-}
-
-enum Probe {
-    /// A program on PATH.
-    Program(&'static str),
-    /// A library pkg-config knows.
-    PkgConfig(&'static str),
 }
 
 const BOTH: &[Purpose] = &[Purpose::Test, Purpose::Run];
+const TEST: &[Purpose] = &[Purpose::Test];
 
 const PACKAGES: &[Package] = &[
     Package {
         name: "build-essential",
-        why: "a C compiler for ring (TLS), the bundled SQLite and libopus",
+        why: "a C compiler for ring, SQLite and libopus",
         needed_for: BOTH,
-        probe: Probe::Program("cc"),
     },
     Package {
         name: "pkg-config",
-        why: "to find libvpx",
+        why: "to find the system libraries below",
         needed_for: BOTH,
-        probe: Probe::Program("pkg-config"),
     },
     Package {
         name: "cmake",
         why: "the opus crate builds libopus with it",
         needed_for: BOTH,
-        probe: Probe::Program("cmake"),
     },
     Package {
         name: "libvpx-dev",
         why: "the VP8 video codec",
         needed_for: BOTH,
-        probe: Probe::PkgConfig("vpx"),
+    },
+    Package {
+        name: "libasound2-dev",
+        why: "microphone and speaker access (cpal/ALSA)",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libclang-dev",
+        why: "camera bindings are generated with bindgen",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "clang",
+        why: "bindgen for the camera bindings",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libv4l-dev",
+        why: "cameras on Linux (Video4Linux)",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "pulseaudio",
+        why: "a userspace sound server the audio tests play into",
+        needed_for: TEST,
+    },
+    Package {
+        name: "pulseaudio-utils",
+        why: "pacat/parec/pactl for the audio tests",
+        needed_for: TEST,
+    },
+    Package {
+        name: "libasound2-plugins",
+        why: "routes ALSA to PulseAudio in the audio tests",
+        needed_for: TEST,
     },
 ];
 
-fn present(probe: &Probe) -> bool {
-    match probe {
-        Probe::PkgConfig(lib) => Command::new("pkg-config")
-            .args(["--exists", lib])
-            .status()
-            .is_ok_and(|s| s.success()),
-        Probe::Program(p) => Command::new("sh")
-            .args(["-c", &format!("command -v {p}")])
-            .output()
-            .is_ok_and(|o| o.status.success()),
-    }
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-/// Installs what `purpose` needs and is missing, or explains what to
-/// install where apt is not available.
+fn on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs what `purpose` needs and is missing (Debian/Ubuntu), or lists
+/// what to install elsewhere.
 pub(crate) fn ensure(purpose: Purpose) -> anyhow::Result<()> {
-    let missing: Vec<&Package> = PACKAGES
+    let wanted: Vec<&Package> = PACKAGES
         .iter()
-        .filter(|pkg| pkg.needed_for.contains(&purpose) && !present(&pkg.probe))
+        .filter(|p| p.needed_for.contains(&purpose))
         .collect();
+    if !(on_path("apt-get") && on_path("dpkg-query")) {
+        println!(
+            "xtask: not a Debian/Ubuntu system; make sure the equivalents of these are installed:"
+        );
+        for p in &wanted {
+            println!("  {:<20} {}", p.name, p.why);
+        }
+        return Ok(());
+    }
+    let missing: Vec<&Package> = wanted.into_iter().filter(|p| !installed(p.name)).collect();
     if missing.is_empty() {
         println!("xtask: system packages: all present");
         return Ok(());
     }
-    for pkg in &missing {
-        println!("xtask: missing {} ({})", pkg.name, pkg.why);
+    for p in &missing {
+        println!("xtask: missing {} ({})", p.name, p.why);
     }
     let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
-    if !present(&Probe::Program("apt-get")) {
-        anyhow::bail!(
-            "install these with your system's package manager, then run again: {}",
-            names.join(" ")
-        );
-    }
     let sudo = if is_root() { vec![] } else { vec!["sudo"] };
     println!("xtask: installing with apt-get: {}", names.join(" "));
     run(&sudo, &["apt-get", "update"])?;
     let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
     install.extend(&names);
-    run(&sudo, &install)?;
-    Ok(())
+    run(&sudo, &install)
 }
 
 fn run(prefix: &[&str], args: &[&str]) -> anyhow::Result<()> {

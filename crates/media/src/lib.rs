@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod frame;
+pub mod sink;
 pub mod source;
 
 /// What can go wrong in the media engine.
