@@ -4,6 +4,7 @@
 //! audio).
 
 pub mod codec;
+pub mod convert;
 pub mod frame;
 pub mod sink;
 pub mod source;

@@ -1,6 +1,7 @@
 //! Where local media comes from: real devices or synthetic stand-ins, behind
 //! one pair of traits so every path runs on machines without devices.
 
+pub mod camera;
 pub mod microphone;
 pub mod synthetic;
 
