@@ -157,15 +157,13 @@ impl Vp8Assembler {
     /// The last packet of the frame starting at `first`, if all of it is here.
     fn run_end(&self, first: u64) -> Option<u64> {
         let ts = self.packets.get(&first)?.0;
-        let mut expect = first;
-        for (&k, (t, marker, _, _)) in self.packets.range(first..) {
+        for (expect, (&k, (t, marker, _, _))) in (first..).zip(self.packets.range(first..)) {
             if k != expect || *t != ts {
                 return None;
             }
             if *marker {
                 return Some(k);
             }
-            expect += 1;
         }
         None
     }
