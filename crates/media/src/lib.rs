@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod convert;
 pub mod frame;
+pub mod pipeline;
 pub mod rtp;
 pub mod sink;
 pub mod source;

@@ -1,0 +1,517 @@
+//! The threads that move media: capture → encode → send for the local
+//! camera and microphone, and assemble → decode → sink for each remote
+//! camera. Each runs on its own OS thread (capture blocks, codecs burn CPU)
+//! and is steered through shared atomics.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use beckon_protocol::UserId;
+
+use crate::MediaError;
+use crate::codec::opus::OpusEncoder;
+use crate::codec::vp8::{EncodedFrame, Vp8Config, Vp8Decoder, Vp8Encoder};
+use crate::frame::{VideoFrame, now_us};
+use crate::source::{AudioSource, VideoSource};
+
+/// Receives decoded (or local preview) pictures. Called on a media thread;
+/// must not block. A sink that cannot keep up should keep only the latest.
+pub trait VideoSink: Send + Sync {
+    /// A new picture from `from` (our own id for the local preview).
+    fn frame(&self, from: &UserId, frame: VideoFrame);
+}
+
+/// Receives encoded media to send (the peer connections).
+pub trait EncodedSink: Send + Sync {
+    /// A compressed video frame covering `duration`.
+    fn video(&self, frame: &EncodedFrame, duration: Duration);
+    /// A compressed 20 ms audio packet.
+    fn audio(&self, packet: &[u8]);
+}
+
+/// Something a media thread wants the call to know.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PipelineEvent {
+    /// A device failed; media of that kind stopped.
+    DeviceFailed(MediaError),
+    /// A remote picture could not be decoded; ask `from` for a key frame.
+    NeedKeyFrame {
+        /// Whose stream.
+        from: UserId,
+    },
+}
+
+/// Shared knobs and counters of the send side.
+#[derive(Debug)]
+pub struct SendControls {
+    /// Send camera pictures.
+    pub camera_on: AtomicBool,
+    /// Send microphone audio.
+    pub mic_on: AtomicBool,
+    /// Make the next video frame a key frame.
+    pub key_frame: AtomicBool,
+    /// Target video bitrate (kbit/s); 0 leaves the encoder's default.
+    pub bitrate_kbps: AtomicU32,
+    /// Video frames encoded and sent.
+    pub frames_sent: AtomicU64,
+    /// Total encode time, microseconds.
+    pub encode_us: AtomicU64,
+    /// Audio packets sent.
+    pub audio_sent: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl SendControls {
+    /// Everything on, nothing sent yet.
+    pub fn new(camera_on: bool, mic_on: bool) -> Arc<Self> {
+        Arc::new(Self {
+            camera_on: AtomicBool::new(camera_on),
+            mic_on: AtomicBool::new(mic_on),
+            key_frame: AtomicBool::new(false),
+            bitrate_kbps: AtomicU32::new(0),
+            frames_sent: AtomicU64::new(0),
+            encode_us: AtomicU64::new(0),
+            audio_sent: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The camera thread: capture, preview, encode once, send to every peer.
+#[derive(Debug)]
+pub struct VideoSender {
+    source: Arc<Mutex<Box<dyn VideoSource>>>,
+    controls: Arc<SendControls>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for dyn VideoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VideoSource({})", self.info().name)
+    }
+}
+
+impl VideoSender {
+    /// Starts capturing from `source`.
+    pub fn start(
+        me: UserId,
+        source: Box<dyn VideoSource>,
+        controls: Arc<SendControls>,
+        sink: Arc<dyn EncodedSink>,
+        preview: Option<Arc<dyn VideoSink>>,
+        events: SyncSender<PipelineEvent>,
+    ) -> Self {
+        let source = Arc::new(Mutex::new(source));
+        let (src, ctl) = (source.clone(), controls.clone());
+        let thread = std::thread::Builder::new()
+            .name("beckon-camera".into())
+            .spawn(move || video_loop(&me, &src, &ctl, &*sink, preview.as_deref(), &events))
+            .expect("spawning a thread");
+        Self {
+            source,
+            controls,
+            thread: Some(thread),
+        }
+    }
+
+    /// Switches to another camera while the call runs; frames continue from
+    /// the new one (the encoder follows a change of size).
+    pub fn switch(&self, source: Box<dyn VideoSource>) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = source;
+        self.controls.key_frame.store(true, Ordering::Relaxed);
+    }
+
+    /// What the current source is.
+    pub fn source_info(&self) -> crate::source::SourceInfo {
+        self.source.lock().unwrap_or_else(|p| p.into_inner()).info()
+    }
+}
+
+impl Drop for VideoSender {
+    fn drop(&mut self) {
+        self.controls.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn video_loop(
+    me: &UserId,
+    source: &Mutex<Box<dyn VideoSource>>,
+    controls: &SendControls,
+    sink: &dyn EncodedSink,
+    preview: Option<&dyn VideoSink>,
+    events: &SyncSender<PipelineEvent>,
+) {
+    let mut encoder: Option<Vp8Encoder> = None;
+    let mut last = Instant::now();
+    while !controls.stop.load(Ordering::Relaxed) {
+        let frame = source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_frame();
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = events.try_send(PipelineEvent::DeviceFailed(e));
+                // A failed camera is not retried in a tight loop; a switch
+                // to another source brings video back.
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+        };
+        if let Some(p) = preview {
+            p.frame(me, frame.clone());
+        }
+        if !controls.camera_on.load(Ordering::Relaxed) {
+            encoder = None;
+            continue;
+        }
+        let fps = source.lock().unwrap_or_else(|p| p.into_inner()).info().fps;
+        let needs_new = encoder.as_ref().is_none_or(|e| {
+            let c = e.config();
+            (c.width, c.height) != (frame.width, frame.height)
+        });
+        if needs_new {
+            match Vp8Encoder::new(Vp8Config::realtime(frame.width, frame.height, fps)) {
+                Ok(e) => encoder = Some(e),
+                Err(e) => {
+                    let _ = events.try_send(PipelineEvent::DeviceFailed(e));
+                    continue;
+                }
+            }
+        }
+        let enc = encoder.as_mut().expect("just made");
+        if controls.key_frame.swap(false, Ordering::Relaxed) {
+            enc.request_key_frame();
+        }
+        let kbps = controls.bitrate_kbps.load(Ordering::Relaxed);
+        if kbps > 0 {
+            let _ = enc.set_bitrate(kbps);
+        }
+        let started = Instant::now();
+        let encoded = enc.encode(&frame);
+        controls
+            .encode_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match encoded {
+            Ok(Some(packet)) => {
+                let now = Instant::now();
+                sink.video(
+                    &packet,
+                    now.duration_since(last).min(Duration::from_millis(200)),
+                );
+                last = now;
+                controls.frames_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "encoding failed; frame dropped"),
+        }
+    }
+}
+
+/// The microphone thread: capture, encode, send.
+#[derive(Debug)]
+pub struct AudioSender {
+    controls: Arc<SendControls>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AudioSender {
+    /// Starts capturing from `source`.
+    pub fn start(
+        mut source: Box<dyn AudioSource>,
+        controls: Arc<SendControls>,
+        sink: Arc<dyn EncodedSink>,
+        events: SyncSender<PipelineEvent>,
+    ) -> Result<Self, MediaError> {
+        let mut encoder = OpusEncoder::new(32_000, 10)?;
+        let ctl = controls.clone();
+        let thread = std::thread::Builder::new()
+            .name("beckon-mic".into())
+            .spawn(move || {
+                while !ctl.stop.load(Ordering::Relaxed) {
+                    let frame = match source.next_frame() {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let _ = events.try_send(PipelineEvent::DeviceFailed(e));
+                            std::thread::sleep(Duration::from_millis(500));
+                            continue;
+                        }
+                    };
+                    if !ctl.mic_on.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    match encoder.encode(&frame) {
+                        Ok(packet) => {
+                            sink.audio(&packet);
+                            ctl.audio_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "audio encoding failed"),
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        Ok(Self {
+            controls,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for AudioSender {
+    fn drop(&mut self) {
+        self.controls.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Counters of one remote camera.
+#[derive(Debug, Default)]
+pub struct ReceiveCounters {
+    /// Pictures decoded.
+    pub decoded: AtomicU64,
+    /// Total decode time, microseconds.
+    pub decode_us: AtomicU64,
+    /// Frames that failed to decode.
+    pub errors: AtomicU64,
+    /// When the last picture was decoded (µs since the epoch).
+    pub last_decoded_us: AtomicU64,
+}
+
+/// One remote camera's decode thread. Compressed frames queue briefly; a
+/// decoder that falls behind skips to the next key frame request rather
+/// than building delay.
+#[derive(Debug)]
+pub struct VideoReceiver {
+    tx: Option<SyncSender<(Vec<u8>, bool)>>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<ReceiveCounters>,
+}
+
+impl VideoReceiver {
+    /// Starts decoding `from`'s frames into `sink`.
+    pub fn start(
+        from: UserId,
+        sink: Arc<dyn VideoSink>,
+        events: SyncSender<PipelineEvent>,
+    ) -> Result<Self, MediaError> {
+        let (tx, rx) = sync_channel::<(Vec<u8>, bool)>(8);
+        let mut decoder = Vp8Decoder::new()?;
+        let counters = Arc::new(ReceiveCounters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("beckon-decode".into())
+            .spawn(move || {
+                while let Ok((data, _key)) = rx.recv() {
+                    let started = Instant::now();
+                    match decoder.decode(&data, now_us()) {
+                        Ok(Some(frame)) => {
+                            c.decode_us
+                                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            c.decoded.fetch_add(1, Ordering::Relaxed);
+                            c.last_decoded_us
+                                .store(frame.timestamp_us, Ordering::Relaxed);
+                            sink.frame(&from, frame);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            c.errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, %from, "undecodable video frame");
+                            let _ =
+                                events.try_send(PipelineEvent::NeedKeyFrame { from: from.clone() });
+                        }
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Queues a compressed frame; false when the decoder is behind and the
+    /// frame was dropped (the caller should ask for a key frame).
+    pub fn push(&self, data: Vec<u8>, key: bool) -> bool {
+        match self.tx.as_ref().map(|tx| tx.try_send((data, key))) {
+            Some(Ok(())) => true,
+            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
+                false
+            }
+        }
+    }
+
+    /// Its counters.
+    pub fn counters(&self) -> &Arc<ReceiveCounters> {
+        &self.counters
+    }
+}
+
+impl Drop for VideoReceiver {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::synthetic::{SyntheticCamera, ToneMicrophone, read_stamp};
+
+    #[derive(Default)]
+    struct Collect {
+        video: Mutex<Vec<EncodedFrame>>,
+        audio: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl EncodedSink for Collect {
+        fn video(&self, frame: &EncodedFrame, _: Duration) {
+            self.video.lock().unwrap().push(frame.clone());
+        }
+        fn audio(&self, packet: &[u8]) {
+            self.audio.lock().unwrap().push(packet.to_vec());
+        }
+    }
+
+    #[derive(Default)]
+    struct Frames(Mutex<Vec<(UserId, VideoFrame)>>);
+
+    impl VideoSink for Frames {
+        fn frame(&self, from: &UserId, frame: VideoFrame) {
+            self.0.lock().unwrap().push((from.clone(), frame));
+        }
+    }
+
+    fn me() -> UserId {
+        UserId::try_from("alice").unwrap()
+    }
+
+    #[test]
+    fn camera_frames_are_encoded_sent_and_decoded_with_their_stamps() {
+        let sink = Arc::new(Collect::default());
+        let preview = Arc::new(Frames::default());
+        let controls = SendControls::new(true, true);
+        let (etx, _erx) = sync_channel(10);
+        let sender = VideoSender::start(
+            me(),
+            Box::new(SyntheticCamera::new(320, 240, 60)),
+            controls.clone(),
+            sink.clone(),
+            Some(preview.clone()),
+            etx.clone(),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        controls.camera_on.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = sink.video.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            sink.video.lock().unwrap().len(),
+            sent,
+            "camera off sends nothing"
+        );
+        assert!(
+            preview.0.lock().unwrap().len() > sent,
+            "the preview keeps running"
+        );
+        drop(sender);
+        assert!(sent >= 10, "{sent}");
+        assert_eq!(controls.frames_sent.load(Ordering::Relaxed), sent as u64);
+        let decoded = Arc::new(Frames::default());
+        let rx = VideoReceiver::start(me(), decoded.clone(), etx).unwrap();
+        for f in sink.video.lock().unwrap().iter() {
+            // Faster than real time: wait whenever the decoder's queue is full.
+            while !rx.push(f.data.clone(), f.key) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(rx);
+        let frames = decoded.0.lock().unwrap();
+        assert_eq!(frames.len(), sent);
+        let stamps: Vec<u32> = frames
+            .iter()
+            .map(|(_, f)| read_stamp(f).unwrap().frame)
+            .collect();
+        assert!(stamps.windows(2).all(|w| w[1] > w[0]), "{stamps:?}");
+    }
+
+    #[test]
+    fn switching_camera_changes_size_and_forces_a_key_frame() {
+        let sink = Arc::new(Collect::default());
+        let controls = SendControls::new(true, true);
+        let (etx, _erx) = sync_channel(10);
+        let sender = VideoSender::start(
+            me(),
+            Box::new(SyntheticCamera::new(320, 240, 60)),
+            controls,
+            sink.clone(),
+            None,
+            etx,
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        sender.switch(Box::new(SyntheticCamera::new(640, 480, 60)));
+        let before = sink.video.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(sender.source_info().width, 640);
+        drop(sender);
+        let frames = sink.video.lock().unwrap();
+        assert!(
+            frames[before..].iter().take(3).any(|f| f.key),
+            "a key frame after the switch"
+        );
+        let mut dec = Vp8Decoder::new().unwrap();
+        let sizes: Vec<u32> = frames
+            .iter()
+            .filter_map(|f| dec.decode(&f.data, 0).ok().flatten())
+            .map(|f| f.width)
+            .collect();
+        assert_eq!(sizes.first(), Some(&320));
+        assert_eq!(sizes.last(), Some(&640));
+    }
+
+    #[test]
+    fn a_muted_microphone_sends_nothing() {
+        let sink = Arc::new(Collect::default());
+        let controls = SendControls::new(true, true);
+        let (etx, _erx) = sync_channel(10);
+        let sender = AudioSender::start(
+            Box::new(ToneMicrophone::new(500.0, 0.5)),
+            controls.clone(),
+            sink.clone(),
+            etx,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        controls.mic_on.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(50));
+        let n = sink.audio.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(200));
+        drop(sender);
+        assert!(n >= 8, "{n}");
+        assert!(sink.audio.lock().unwrap().len() <= n + 1);
+    }
+
+    #[test]
+    fn garbage_video_asks_for_a_key_frame() {
+        let (etx, erx) = sync_channel(10);
+        let rx = VideoReceiver::start(me(), Arc::new(Frames::default()), etx).unwrap();
+        rx.push(vec![1, 2, 3, 4, 5], false);
+        drop(rx);
+        assert_eq!(
+            erx.try_recv(),
+            Ok(PipelineEvent::NeedKeyFrame { from: me() })
+        );
+    }
+}
