@@ -3,9 +3,11 @@
 //! receive path (depacketize, decode, hand frames to sinks, mix and play
 //! audio).
 
+pub mod call;
 pub mod codec;
 pub mod convert;
 pub mod frame;
+pub mod peer;
 pub mod pipeline;
 pub mod rtp;
 pub mod sink;

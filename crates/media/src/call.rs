@@ -1,0 +1,701 @@
+//! The media of one call: our camera and microphone, encoded once and sent
+//! to every member over its own peer connection (a mesh), and every
+//! member's camera and voice coming back.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), beckon_media::MediaError> {
+//! use std::sync::Arc;
+//! use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+//! use beckon_media::sink::mixer::RecordingOutput;
+//! use beckon_media::source::synthetic::{SyntheticCamera, ToneMicrophone};
+//! # struct Screen;
+//! # impl beckon_media::pipeline::VideoSink for Screen {
+//! #     fn frame(&self, _: &beckon_protocol::UserId, _: beckon_media::frame::VideoFrame) {}
+//! # }
+//! let config = CallConfig::new("alice".parse().unwrap(), beckon_protocol::CallKind::Video);
+//! let (call, mut events) = CallMedia::start(
+//!     config,
+//!     Some(Box::new(SyntheticCamera::new(640, 480, 30))),
+//!     Box::new(ToneMicrophone::new(440.0, 0.3)),
+//!     Arc::new(Screen),
+//!     Box::new(RecordingOutput::default()),
+//!     None,
+//! )?;
+//! call.add_member("bob".parse().unwrap(), true).await?;
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         MediaEvent::Signal { to, signal } => { /* send through signaling */ }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use beckon_protocol::{CallKind, IceServer, Signal, UserId};
+use bytes::Bytes;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::MediaError;
+use crate::codec::vp8::EncodedFrame;
+use crate::peer::LinkState;
+use crate::peer::link::{LinkContext, LinkEvent, PeerLink};
+use crate::pipeline::{
+    AudioSender, EncodedSink, PipelineEvent, SendControls, VideoSender, VideoSink,
+};
+use crate::sink::mixer::{AudioOutput, MemberAudioStats, Mixer};
+use crate::source::{AudioSource, VideoSource};
+
+/// How to set up a call's media.
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    /// Who we are (decides who yields when both sides offer at once).
+    pub me: UserId,
+    /// Voice calls send no video.
+    pub kind: CallKind,
+    /// STUN/TURN from the signaling server.
+    pub ice_servers: Vec<IceServer>,
+    /// Local addresses to gather candidates on; `0.0.0.0:0` is every
+    /// interface, `127.0.0.1:0` loopback only.
+    pub udp_addrs: Vec<String>,
+    /// Start with the camera on.
+    pub camera_on: bool,
+    /// Start with the microphone on.
+    pub mic_on: bool,
+}
+
+impl CallConfig {
+    /// Camera and microphone on, no ICE servers, every interface.
+    pub fn new(me: UserId, kind: CallKind) -> Self {
+        Self {
+            me,
+            kind,
+            ice_servers: Vec::new(),
+            udp_addrs: vec!["0.0.0.0:0".into()],
+            camera_on: kind == CallKind::Video,
+            mic_on: true,
+        }
+    }
+}
+
+/// What the call tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// Relay this to `to` through the signaling server.
+    Signal {
+        /// The member it is for.
+        to: UserId,
+        /// What to send.
+        signal: Signal,
+    },
+    /// The connection to a member changed.
+    PeerState {
+        /// Who.
+        user: UserId,
+        /// How it stands.
+        state: LinkState,
+    },
+    /// A member turned their microphone or camera on or off.
+    RemoteMediaState {
+        /// Who.
+        user: UserId,
+        /// Their microphone is on.
+        mic: bool,
+        /// Their camera is on.
+        camera: bool,
+    },
+    /// A local device failed; that media stopped until it is replaced.
+    DeviceFailed(MediaError),
+    /// A member sent signaling we could not use; the call goes on.
+    Rejected {
+        /// Who sent it.
+        from: UserId,
+        /// What was wrong.
+        error: MediaError,
+    },
+}
+
+/// Media counters of one member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStats {
+    /// Who.
+    pub user: UserId,
+    /// The connection.
+    pub state: LinkState,
+    /// Round-trip time, ms.
+    pub rtt_ms: Option<f64>,
+    /// Share of our packets they lost, percent.
+    pub loss_pct: f32,
+    /// What we send them, kbit/s.
+    pub send_kbps: f64,
+    /// What they send us, kbit/s.
+    pub recv_kbps: f64,
+    /// The congestion controller's estimate for the path to them, kbit/s.
+    pub target_kbps: f64,
+    /// Their video frames assembled.
+    pub frames_received: u64,
+    /// Their video frames decoded.
+    pub frames_decoded: u64,
+    /// Mean decode time, ms.
+    pub decode_ms: f64,
+    /// Key frames we asked of them.
+    pub plis_sent: u64,
+    /// Key frames they asked of us.
+    pub plis_received: u64,
+    /// Their voice.
+    pub audio: Option<MemberAudioStats>,
+    /// When their media started flowing, after the link was made.
+    pub connect_ms: Option<u64>,
+}
+
+/// Counters of what we send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendStats {
+    /// Video frames encoded and sent.
+    pub frames_sent: u64,
+    /// Mean encode time, ms.
+    pub encode_ms: f64,
+    /// Audio packets sent.
+    pub audio_packets: u64,
+    /// The video bitrate the encoder aims at, kbit/s.
+    pub video_kbps: u32,
+}
+
+struct Inner {
+    config: CallConfig,
+    links: RwLock<HashMap<UserId, Arc<PeerLink>>>,
+    ctx: LinkContext,
+    controls: Arc<SendControls>,
+    mixer: Arc<Mutex<Mixer>>,
+    events: UnboundedSender<MediaEvent>,
+    handle: tokio::runtime::Handle,
+    /// Bytes sent/received and when, per member, for rates.
+    last_bytes: Mutex<HashMap<UserId, (u64, u64, Instant)>>,
+    created: Instant,
+    stop: AtomicBool,
+}
+
+impl Inner {
+    fn links(&self) -> Vec<Arc<PeerLink>> {
+        self.links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn media_state(&self) -> Signal {
+        Signal::MediaState {
+            mic: self.controls.mic_on.load(Ordering::Relaxed),
+            camera: self.controls.camera_on.load(Ordering::Relaxed)
+                && self.config.kind == CallKind::Video,
+        }
+    }
+
+    fn tell_everyone(&self, signal: Signal) {
+        for link in self.links() {
+            let _ = self.events.send(MediaEvent::Signal {
+                to: link.user.clone(),
+                signal: signal.clone(),
+            });
+        }
+    }
+}
+
+impl EncodedSink for Inner {
+    fn video(&self, frame: &EncodedFrame, duration: Duration) {
+        let links = self.links();
+        if links.is_empty() {
+            return;
+        }
+        let data = Bytes::from(frame.data.clone());
+        // Called on the camera thread, never on a runtime thread.
+        self.handle.block_on(async {
+            for link in &links {
+                link.write_video(data.clone(), duration).await;
+            }
+        });
+    }
+
+    fn audio(&self, packet: &[u8]) {
+        let links = self.links();
+        if links.is_empty() {
+            return;
+        }
+        let data = Bytes::copy_from_slice(packet);
+        self.handle.block_on(async {
+            for link in &links {
+                link.write_audio(data.clone()).await;
+            }
+        });
+    }
+}
+
+/// The media side of one call. Dropping it without `close` leaks its peer
+/// connections until the runtime stops: always `close`.
+pub struct CallMedia {
+    inner: Arc<Inner>,
+    video: Mutex<Option<VideoSender>>,
+    audio: Mutex<Option<AudioSender>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for CallMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMedia")
+            .field("me", &self.inner.config.me)
+            .finish()
+    }
+}
+
+impl CallMedia {
+    /// Starts capture (camera only for video calls) and playout. Members are
+    /// added as they join. Must run inside a tokio runtime.
+    pub fn start(
+        config: CallConfig,
+        camera: Option<Box<dyn VideoSource>>,
+        microphone: Box<dyn AudioSource>,
+        video_sink: Arc<dyn VideoSink>,
+        audio_out: Box<dyn AudioOutput>,
+        preview: Option<Arc<dyn VideoSink>>,
+    ) -> Result<(Self, UnboundedReceiver<MediaEvent>), MediaError> {
+        let (events, event_rx) = unbounded_channel();
+        let (link_tx, link_rx) = unbounded_channel();
+        let (pipe_tx, pipe_rx) = sync_channel(64);
+        let controls = SendControls::new(
+            config.camera_on && config.kind == CallKind::Video,
+            config.mic_on,
+        );
+        let mixer = Arc::new(Mutex::new(Mixer::new(audio_out)));
+        let key_frame = Arc::new(AtomicBool::new(false));
+        let ctx = LinkContext {
+            me: config.me.clone(),
+            ice_servers: config.ice_servers.clone(),
+            udp_addrs: config.udp_addrs.clone(),
+            events: link_tx,
+            mixer: mixer.clone(),
+            video_sink,
+            key_frame: key_frame.clone(),
+            pipeline_events: pipe_tx.clone(),
+        };
+        let inner = Arc::new(Inner {
+            config: config.clone(),
+            links: RwLock::new(HashMap::new()),
+            ctx,
+            controls: controls.clone(),
+            mixer: mixer.clone(),
+            events: events.clone(),
+            handle: tokio::runtime::Handle::current(),
+            last_bytes: Mutex::new(HashMap::new()),
+            created: Instant::now(),
+            stop: AtomicBool::new(false),
+        });
+        let audio =
+            AudioSender::start(microphone, controls.clone(), inner.clone(), pipe_tx.clone())?;
+        let video = match (config.kind, camera) {
+            (CallKind::Video, Some(camera)) => Some(VideoSender::start(
+                config.me.clone(),
+                camera,
+                controls.clone(),
+                inner.clone(),
+                preview,
+                pipe_tx,
+            )),
+            _ => None,
+        };
+        let threads = vec![
+            spawn_mixer(inner.clone()),
+            spawn_pipeline_pump(inner.clone(), pipe_rx, key_frame),
+        ];
+        tokio::spawn(link_pump(inner.clone(), link_rx));
+        tokio::spawn(bitrate_loop(Arc::downgrade(&inner)));
+        let call = Self {
+            inner,
+            video: Mutex::new(video),
+            audio: Mutex::new(Some(audio)),
+            threads: Mutex::new(threads),
+        };
+        Ok((call, event_rx))
+    }
+
+    /// A member is in the call: connect to them. `we_offer` when we are the
+    /// one who joined later.
+    pub async fn add_member(&self, user: UserId, we_offer: bool) -> Result<(), MediaError> {
+        if user == self.inner.config.me {
+            return Err(MediaError::Signaling("cannot connect to ourselves".into()));
+        }
+        let link = match self.link(&user) {
+            Some(link) => link,
+            None => {
+                let link = PeerLink::open(self.inner.ctx.clone(), user.clone()).await?;
+                self.inner
+                    .links
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(user, link.clone());
+                link
+            }
+        };
+        if we_offer {
+            link.offer();
+        }
+        Ok(())
+    }
+
+    /// A member left: drop their connection, their tile and their voice.
+    pub async fn remove_member(&self, user: &UserId) {
+        let link = self
+            .inner
+            .links
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+        if let Some(link) = link {
+            link.close().await;
+        }
+        self.inner
+            .mixer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+        self.inner
+            .last_bytes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+    }
+
+    /// The members we have a connection to.
+    pub fn members(&self) -> Vec<UserId> {
+        self.inner
+            .links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn link(&self, user: &UserId) -> Option<Arc<PeerLink>> {
+        self.inner
+            .links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .cloned()
+    }
+
+    /// Signaling from `from`. An offer from a member we have no connection
+    /// to yet opens one (they joined and offered first); anything else for
+    /// an unknown member is an error, and the call goes on.
+    pub async fn on_signal(&self, from: &UserId, signal: Signal) -> Result<(), MediaError> {
+        if let Signal::MediaState { mic, camera } = signal {
+            let _ = self.inner.events.send(MediaEvent::RemoteMediaState {
+                user: from.clone(),
+                mic,
+                camera,
+            });
+            return Ok(());
+        }
+        let link = match (self.link(from), &signal) {
+            (Some(link), _) => link,
+            (None, Signal::Offer { .. }) => {
+                self.add_member(from.clone(), false).await?;
+                self.link(from).expect("just added")
+            }
+            (None, _) => return Err(MediaError::Signaling(format!("no connection to {from}"))),
+        };
+        link.signal(signal);
+        Ok(())
+    }
+
+    /// Turns the microphone on or off; members are told.
+    pub fn set_mic(&self, on: bool) {
+        self.inner.controls.mic_on.store(on, Ordering::Relaxed);
+        self.inner.tell_everyone(self.inner.media_state());
+    }
+
+    /// Turns the camera on or off; members are told.
+    pub fn set_camera(&self, on: bool) {
+        if on {
+            self.inner.controls.key_frame.store(true, Ordering::Relaxed);
+        }
+        self.inner.controls.camera_on.store(on, Ordering::Relaxed);
+        self.inner.tell_everyone(self.inner.media_state());
+    }
+
+    /// Plays remote voices, or not (levels are still measured).
+    pub fn set_speaker(&self, on: bool) {
+        self.inner
+            .mixer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_speaker(on);
+    }
+
+    /// Continues the call's video from another camera.
+    pub fn switch_camera(&self, camera: Box<dyn VideoSource>) -> Result<(), MediaError> {
+        match self
+            .video
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(sender) => {
+                sender.switch(camera);
+                Ok(())
+            }
+            None => Err(MediaError::DeviceNotFound {
+                kind: "camera",
+                detail: "this call has no video".into(),
+            }),
+        }
+    }
+
+    /// Our microphone and camera, as members see them.
+    pub fn local_state(&self) -> (bool, bool) {
+        match self.inner.media_state() {
+            Signal::MediaState { mic, camera } => (mic, camera),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Counters of what we send.
+    pub fn send_stats(&self) -> SendStats {
+        let c = &self.inner.controls;
+        let frames = c.frames_sent.load(Ordering::Relaxed);
+        SendStats {
+            frames_sent: frames,
+            encode_ms: c.encode_us.load(Ordering::Relaxed) as f64 / 1000.0 / frames.max(1) as f64,
+            audio_packets: c.audio_sent.load(Ordering::Relaxed),
+            video_kbps: c.bitrate_kbps.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counters per member (rates since the previous call).
+    pub async fn stats(&self) -> Vec<PeerStats> {
+        let audio = self
+            .inner
+            .mixer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stats();
+        let mut out = Vec::new();
+        for link in self.inner.links() {
+            let (sent, received, pair_rtt) = link.transport_stats().await;
+            let now = Instant::now();
+            let (send_kbps, recv_kbps) = {
+                let mut last = self
+                    .inner
+                    .last_bytes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let prev = last.insert(link.user.clone(), (sent, received, now));
+                match prev {
+                    Some((s, r, t)) if now > t => {
+                        let secs = now.duration_since(t).as_secs_f64();
+                        (
+                            sent.saturating_sub(s) as f64 * 8.0 / 1000.0 / secs,
+                            received.saturating_sub(r) as f64 * 8.0 / 1000.0 / secs,
+                        )
+                    }
+                    _ => (0.0, 0.0),
+                }
+            };
+            let c = &link.counters;
+            let rr_rtt = c.rtt_us.load(Ordering::Relaxed);
+            let receiver = link
+                .receiver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|r| r.counters().clone());
+            let decoded = receiver
+                .as_ref()
+                .map_or(0, |r| r.decoded.load(Ordering::Relaxed));
+            let decode_us = receiver
+                .as_ref()
+                .map_or(0, |r| r.decode_us.load(Ordering::Relaxed));
+            let connected = *link.connected_at.lock().unwrap_or_else(|p| p.into_inner());
+            out.push(PeerStats {
+                user: link.user.clone(),
+                state: *link.state.lock().unwrap_or_else(|p| p.into_inner()),
+                rtt_ms: if rr_rtt > 0 {
+                    Some(rr_rtt as f64 / 1000.0)
+                } else {
+                    pair_rtt.map(|s| s * 1000.0)
+                },
+                loss_pct: c.fraction_lost.load(Ordering::Relaxed) as f32 * 100.0 / 256.0,
+                send_kbps,
+                recv_kbps,
+                target_kbps: f64::from_bits(link.target_bps.load(Ordering::Relaxed)) / 1000.0,
+                frames_received: c.frames_received.load(Ordering::Relaxed),
+                frames_decoded: decoded,
+                decode_ms: decode_us as f64 / 1000.0 / decoded.max(1) as f64,
+                plis_sent: c.plis_sent.load(Ordering::Relaxed),
+                plis_received: c.plis_received.load(Ordering::Relaxed),
+                audio: audio.get(&link.user).cloned(),
+                connect_ms: connected
+                    .map(|t| t.duration_since(self.inner.created).as_millis() as u64),
+            });
+        }
+        out
+    }
+
+    /// Stops capture and playout and closes every connection.
+    pub async fn close(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let (video, audio) = (
+            self.video.lock().unwrap_or_else(|p| p.into_inner()).take(),
+            self.audio.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        );
+        // The senders join their threads, which may be blocked in
+        // `block_on` writing to a link: drop them off the runtime.
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(video);
+            drop(audio);
+        })
+        .await;
+        let links: Vec<Arc<PeerLink>> = self
+            .inner
+            .links
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        for link in links {
+            link.close().await;
+        }
+        let threads: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Plays 20 ms of mixed remote audio every 20 ms.
+fn spawn_mixer(inner: Arc<Inner>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("beckon-mixer".into())
+        .spawn(move || {
+            let start = Instant::now();
+            let mut n: u32 = 0;
+            while !inner.stop.load(Ordering::Relaxed) {
+                inner.mixer.lock().unwrap_or_else(|p| p.into_inner()).tick();
+                n += 1;
+                let due = start + Duration::from_millis(20) * n;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                } else if now - due > Duration::from_millis(200) {
+                    // Far behind (suspended?): skip ahead rather than burst.
+                    n = (now.duration_since(start).as_millis() / 20) as u32;
+                }
+            }
+        })
+        .expect("spawning a thread")
+}
+
+/// Routes what the media threads report.
+fn spawn_pipeline_pump(
+    inner: Arc<Inner>,
+    rx: std::sync::mpsc::Receiver<PipelineEvent>,
+    key_frame: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("beckon-media-events".into())
+        .spawn(move || {
+            while !inner.stop.load(Ordering::Relaxed) {
+                // Key-frame requests from any member's link reach the shared
+                // encoder through this flag.
+                if key_frame.swap(false, Ordering::Relaxed) {
+                    inner.controls.key_frame.store(true, Ordering::Relaxed);
+                }
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(PipelineEvent::NeedKeyFrame { from }) => {
+                        if let Some(link) = inner
+                            .links
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&from)
+                        {
+                            link.pli_wanted.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(PipelineEvent::DeviceFailed(e)) => {
+                        let _ = inner.events.send(MediaEvent::DeviceFailed(e));
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })
+        .expect("spawning a thread")
+}
+
+/// Turns link events into call events; tells a newly connected member our
+/// microphone and camera state.
+async fn link_pump(inner: Arc<Inner>, mut rx: UnboundedReceiver<LinkEvent>) {
+    while let Some(event) = rx.recv().await {
+        let out = match event {
+            LinkEvent::Signal { to, signal } => MediaEvent::Signal { to, signal },
+            LinkEvent::State { user, state } => {
+                if state == LinkState::Connected {
+                    let _ = inner.events.send(MediaEvent::Signal {
+                        to: user.clone(),
+                        signal: inner.media_state(),
+                    });
+                    inner.controls.key_frame.store(true, Ordering::Relaxed);
+                }
+                MediaEvent::PeerState { user, state }
+            }
+            LinkEvent::Rejected { from, error } => MediaEvent::Rejected { from, error },
+        };
+        if inner.events.send(out).is_err() {
+            break;
+        }
+        if inner.stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+}
+
+/// Follows the congestion controllers: one encoder feeds every member, so
+/// it aims at the slowest path.
+async fn bitrate_loop(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let slowest = inner
+            .links()
+            .iter()
+            .map(|l| f64::from_bits(l.target_bps.load(Ordering::Relaxed)))
+            .filter(|b| *b > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        if slowest.is_finite() {
+            // Leave room for audio and RTP overhead.
+            let video_kbps = ((slowest - 60_000.0) / 1000.0).clamp(100.0, 2500.0) as u32;
+            inner
+                .controls
+                .bitrate_kbps
+                .store(video_kbps, Ordering::Relaxed);
+        }
+    }
+}

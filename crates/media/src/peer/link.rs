@@ -1,0 +1,707 @@
+//! One peer connection to one remote member: perfect negotiation over our
+//! signaling, trickle ICE, ICE restart when the path fails, our camera and
+//! microphone out, theirs in.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc::SyncSender};
+use std::time::{Duration, Instant};
+
+use beckon_protocol::{IceCandidate, Sdp, Signal, UserId};
+use bytes::Bytes;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceCandidateInit,
+    RTCIceConnectionState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSdpType,
+    RTCSessionDescription, StatsSelector,
+};
+
+use crate::MediaError;
+use crate::peer::setup::{self, OPUS_PT, VP8_PT};
+use crate::pipeline::{PipelineEvent, VideoReceiver, VideoSink};
+use crate::rtp::vp8::{Assembled, Vp8Assembler};
+use crate::sink::mixer::Mixer;
+
+/// How a connection to one member stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Negotiating or checking paths.
+    Connecting,
+    /// Media flows.
+    Connected,
+    /// The path broke; trying to recover (ICE restart).
+    Reconnecting,
+    /// Gave up, or closed.
+    Closed,
+}
+
+/// Something a link reports to its call.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum LinkEvent {
+    /// Send this to `to` through signaling.
+    Signal { to: UserId, signal: Signal },
+    /// The connection's state changed.
+    State { user: UserId, state: LinkState },
+    /// A remote sent something we cannot use.
+    Rejected { from: UserId, error: MediaError },
+}
+
+/// Everything a link shares with its call.
+#[derive(Clone)]
+pub(crate) struct LinkContext {
+    pub(crate) me: UserId,
+    pub(crate) ice_servers: Vec<beckon_protocol::IceServer>,
+    /// Local addresses to gather candidates on (`0.0.0.0:0`: every interface).
+    pub(crate) udp_addrs: Vec<String>,
+    pub(crate) events: UnboundedSender<LinkEvent>,
+    pub(crate) mixer: Arc<Mutex<Mixer>>,
+    pub(crate) video_sink: Arc<dyn VideoSink>,
+    pub(crate) key_frame: Arc<AtomicBool>,
+    pub(crate) pipeline_events: SyncSender<PipelineEvent>,
+}
+
+/// Counters of one link, for stats.
+#[derive(Debug, Default)]
+pub(crate) struct LinkCounters {
+    /// Round-trip time from receiver reports, microseconds.
+    pub(crate) rtt_us: AtomicU64,
+    /// Fraction of our packets the remote lost, /256.
+    pub(crate) fraction_lost: AtomicU32,
+    /// Video frames assembled from RTP.
+    pub(crate) frames_received: AtomicU64,
+    /// Audio packets received.
+    pub(crate) audio_packets: AtomicU64,
+    /// Key frames we asked for.
+    pub(crate) plis_sent: AtomicU64,
+    /// Key frames asked of us.
+    pub(crate) plis_received: AtomicU64,
+    /// RTP streams with a codec we do not speak.
+    pub(crate) unsupported_streams: AtomicU64,
+}
+
+/// A connection to one remote member.
+pub(crate) struct PeerLink {
+    pub(crate) user: UserId,
+    pub(crate) pc: Arc<dyn PeerConnection>,
+    video: Arc<TrackLocalStaticSample>,
+    audio: Arc<TrackLocalStaticSample>,
+    video_ssrc: u32,
+    audio_ssrc: u32,
+    commands: UnboundedSender<Command>,
+    pub(crate) counters: Arc<LinkCounters>,
+    pub(crate) target_bps: Arc<AtomicU64>,
+    pub(crate) receiver: Arc<Mutex<Option<VideoReceiver>>>,
+    /// A key frame is wanted from this member's camera.
+    pub(crate) pli_wanted: Arc<AtomicBool>,
+    pub(crate) state: Arc<Mutex<LinkState>>,
+    pub(crate) connected_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for PeerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLink")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+enum Command {
+    Remote(Signal),
+    Offer { ice_restart: bool },
+}
+
+enum PcEvent {
+    NegotiationNeeded,
+    Candidate(RTCIceCandidateInit),
+    Ice(RTCIceConnectionState),
+    Conn(RTCPeerConnectionState),
+}
+
+/// Forwards the connection's callbacks to the link's task: they run on the
+/// connection's driver and must return at once.
+struct Handler {
+    events: UnboundedSender<PcEvent>,
+    on_track: Box<dyn Fn(Arc<dyn TrackRemote>) + Send + Sync>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_negotiation_needed(&self) {
+        let _ = self.events.send(PcEvent::NegotiationNeeded);
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.events.send(PcEvent::Candidate(init));
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let _ = self.events.send(PcEvent::Ice(state));
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.events.send(PcEvent::Conn(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        (self.on_track)(track);
+    }
+}
+
+fn rtc_err(what: &str, e: impl std::fmt::Display) -> MediaError {
+    MediaError::Rtc(format!("{what}: {e}"))
+}
+
+fn new_track(
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+    me: &UserId,
+) -> Result<Arc<TrackLocalStaticSample>, MediaError> {
+    let label = format!("{me}-{kind}");
+    let track = MediaStreamTrack::new(
+        format!("{me}-stream"),
+        label.clone(),
+        label,
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    );
+    Ok(Arc::new(
+        TrackLocalStaticSample::new(Instant::now(), track).map_err(|e| rtc_err("track", e))?,
+    ))
+}
+
+fn random_ssrc() -> u32 {
+    rand::random::<u32>() | 1
+}
+
+impl PeerLink {
+    /// Builds the connection to `user`; the polite side (by user id) yields
+    /// when both offer at once.
+    pub(crate) async fn open(ctx: LinkContext, user: UserId) -> Result<Arc<Self>, MediaError> {
+        let polite = ctx.me > user;
+        let target_bps = Arc::new(AtomicU64::new(0));
+        let (engine, registry) = setup::media_engine(target_bps.clone())?;
+        let counters = Arc::new(LinkCounters::default());
+        let receiver: Arc<Mutex<Option<VideoReceiver>>> = Arc::new(Mutex::new(None));
+        let pli_wanted = Arc::new(AtomicBool::new(false));
+        let (pc_tx, pc_rx) = unbounded_channel();
+        let on_track = {
+            let (ctx, user, counters, receiver, pli) = (
+                ctx.clone(),
+                user.clone(),
+                counters.clone(),
+                receiver.clone(),
+                pli_wanted.clone(),
+            );
+            Box::new(move |track: Arc<dyn TrackRemote>| {
+                let (ctx, user, counters, receiver, pli) = (
+                    ctx.clone(),
+                    user.clone(),
+                    counters.clone(),
+                    receiver.clone(),
+                    pli.clone(),
+                );
+                tokio::spawn(receive(track, ctx, user, counters, receiver, pli));
+            })
+        };
+        let handler = Arc::new(Handler {
+            events: pc_tx,
+            on_track,
+        });
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(setup::configuration(&ctx.ice_servers))
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(setup::settings())
+            .with_handler(handler)
+            .with_udp_addrs(ctx.udp_addrs.clone())
+            .build()
+            .await
+            .map_err(|e| rtc_err("peer connection", e))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let (video_ssrc, audio_ssrc) = (random_ssrc(), random_ssrc());
+        let video = new_track(RtpCodecKind::Video, setup::vp8_codec(), video_ssrc, &ctx.me)?;
+        let audio = new_track(
+            RtpCodecKind::Audio,
+            setup::opus_codec(),
+            audio_ssrc,
+            &ctx.me,
+        )?;
+        pc.add_track(video.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| rtc_err("add video", e))?;
+        pc.add_track(audio.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| rtc_err("add audio", e))?;
+        let (commands, cmd_rx) = unbounded_channel();
+        let link = Arc::new(Self {
+            user: user.clone(),
+            pc: pc.clone(),
+            video: video.clone(),
+            audio,
+            video_ssrc,
+            audio_ssrc,
+            commands,
+            counters: counters.clone(),
+            target_bps,
+            receiver,
+            pli_wanted,
+            state: Arc::new(Mutex::new(LinkState::Connecting)),
+            connected_at: Arc::new(Mutex::new(None)),
+        });
+        let negotiator = Negotiator {
+            pc,
+            polite,
+            making_offer: false,
+            ignore_offer: false,
+            pending_candidates: Vec::new(),
+            ctx: ctx.clone(),
+            user: user.clone(),
+            state: link.state.clone(),
+            connected_at: link.connected_at.clone(),
+        };
+        tokio::spawn(negotiator.run(pc_rx, cmd_rx));
+        tokio::spawn(sender_feedback(video, ctx.key_frame.clone(), counters));
+        Ok(link)
+    }
+
+    /// Starts negotiating from our side (we joined after them).
+    pub(crate) fn offer(&self) {
+        let _ = self.commands.send(Command::Offer { ice_restart: false });
+    }
+
+    /// Hands over signaling from this member.
+    pub(crate) fn signal(&self, signal: Signal) {
+        let _ = self.commands.send(Command::Remote(signal));
+    }
+
+    /// Sends a compressed video frame.
+    pub(crate) async fn write_video(&self, data: Bytes, duration: Duration) {
+        let sample = Sample {
+            data,
+            duration,
+            ..Sample::new(Instant::now())
+        };
+        let _ = self
+            .video
+            .sample_writer(self.video_ssrc, VP8_PT)
+            .write_sample(&sample)
+            .await;
+    }
+
+    /// Sends a compressed 20 ms audio packet.
+    pub(crate) async fn write_audio(&self, data: Bytes) {
+        let sample = Sample {
+            data,
+            duration: Duration::from_millis(20),
+            ..Sample::new(Instant::now())
+        };
+        let _ = self
+            .audio
+            .sample_writer(self.audio_ssrc, OPUS_PT)
+            .write_sample(&sample)
+            .await;
+    }
+
+    /// Bytes sent and received, and the candidate pair's round-trip time.
+    pub(crate) async fn transport_stats(&self) -> (u64, u64, Option<f64>) {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let (mut sent, mut received) = (0, 0);
+        for o in report.outbound_rtp_streams() {
+            sent += o.sent_rtp_stream_stats.bytes_sent;
+        }
+        for i in report.inbound_rtp_streams() {
+            received += i.bytes_received;
+        }
+        let rtt = report
+            .candidate_pairs()
+            .into_iter()
+            .filter(|c| c.nominated && c.current_round_trip_time > 0.0)
+            .map(|c| c.current_round_trip_time)
+            .last();
+        (sent, received, rtt)
+    }
+
+    /// Closes the connection and stops the decode thread.
+    pub(crate) async fn close(&self) {
+        let _ = self.pc.close().await;
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = LinkState::Closed;
+        let receiver = self
+            .receiver
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = receiver {
+            // Joining the decode thread may wait for one frame.
+            let _ = tokio::task::spawn_blocking(move || drop(r)).await;
+        }
+    }
+}
+
+/// Perfect negotiation (W3C's pattern) for one connection.
+struct Negotiator {
+    pc: Arc<dyn PeerConnection>,
+    polite: bool,
+    making_offer: bool,
+    ignore_offer: bool,
+    pending_candidates: Vec<RTCIceCandidateInit>,
+    ctx: LinkContext,
+    user: UserId,
+    state: Arc<Mutex<LinkState>>,
+    connected_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Negotiator {
+    async fn run(
+        mut self,
+        mut pc_events: UnboundedReceiver<PcEvent>,
+        mut commands: UnboundedReceiver<Command>,
+    ) {
+        loop {
+            let result = tokio::select! {
+                e = pc_events.recv() => match e {
+                    None => break,
+                    Some(e) => self.on_pc_event(e).await,
+                },
+                c = commands.recv() => match c {
+                    None => break,
+                    Some(Command::Offer { ice_restart }) => self.make_offer(ice_restart).await,
+                    Some(Command::Remote(signal)) => self.on_remote(signal).await,
+                },
+            };
+            if let Err(error) = result {
+                tracing::debug!(user = %self.user, %error, "negotiation step failed");
+                let _ = self.ctx.events.send(LinkEvent::Rejected {
+                    from: self.user.clone(),
+                    error,
+                });
+            }
+        }
+    }
+
+    fn set_state(&self, state: LinkState) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if *s != state && *s != LinkState::Closed {
+            *s = state;
+            let _ = self.ctx.events.send(LinkEvent::State {
+                user: self.user.clone(),
+                state,
+            });
+        }
+    }
+
+    async fn on_pc_event(&mut self, event: PcEvent) -> Result<(), MediaError> {
+        match event {
+            PcEvent::NegotiationNeeded => self.make_offer(false).await?,
+            PcEvent::Candidate(c) => {
+                let candidate =
+                    IceCandidate::try_from(c.candidate).map_err(|e| rtc_err("candidate", e))?;
+                self.send(Signal::Candidate {
+                    candidate,
+                    sdp_mid: c.sdp_mid,
+                    sdp_mline_index: c.sdp_mline_index,
+                });
+            }
+            PcEvent::Conn(RTCPeerConnectionState::Connected) => {
+                self.connected_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(Instant::now);
+                self.set_state(LinkState::Connected);
+            }
+            PcEvent::Conn(RTCPeerConnectionState::Closed) => self.set_state(LinkState::Closed),
+            PcEvent::Conn(
+                RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed,
+            )
+            | PcEvent::Ice(RTCIceConnectionState::Failed) => {
+                self.set_state(LinkState::Reconnecting);
+                // One side restarts ICE; both doing it at once would only
+                // collide.
+                if !self.polite {
+                    self.make_offer(true).await?;
+                }
+            }
+            PcEvent::Conn(_) | PcEvent::Ice(_) => {}
+        }
+        Ok(())
+    }
+
+    fn send(&self, signal: Signal) {
+        let _ = self.ctx.events.send(LinkEvent::Signal {
+            to: self.user.clone(),
+            signal,
+        });
+    }
+
+    async fn is_stable(&self) -> bool {
+        self.pc.pending_local_description().await.is_none()
+            && self.pc.pending_remote_description().await.is_none()
+    }
+
+    async fn make_offer(&mut self, ice_restart: bool) -> Result<(), MediaError> {
+        if !self.is_stable().await {
+            return Ok(());
+        }
+        self.making_offer = true;
+        let result = async {
+            let options = ice_restart.then_some(RTCOfferOptions { ice_restart: true });
+            let offer = self
+                .pc
+                .create_offer(options)
+                .await
+                .map_err(|e| rtc_err("create offer", e))?;
+            self.pc
+                .set_local_description(offer)
+                .await
+                .map_err(|e| rtc_err("set local offer", e))?;
+            self.send_local().await
+        }
+        .await;
+        self.making_offer = false;
+        result
+    }
+
+    async fn send_local(&self) -> Result<(), MediaError> {
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| rtc_err("local description", "none"))?;
+        let sdp = Sdp::try_from(local.sdp).map_err(|e| rtc_err("local SDP", e))?;
+        self.send(match local.sdp_type {
+            RTCSdpType::Offer => Signal::Offer { sdp },
+            _ => Signal::Answer { sdp },
+        });
+        Ok(())
+    }
+
+    async fn on_remote(&mut self, signal: Signal) -> Result<(), MediaError> {
+        match signal {
+            Signal::Offer { sdp } | Signal::Answer { sdp } if sdp.as_str().trim().is_empty() => {
+                Err(MediaError::Signaling("empty SDP".into()))
+            }
+            Signal::Offer { sdp } => self.on_description(true, sdp.as_str().to_owned()).await,
+            Signal::Answer { sdp } => self.on_description(false, sdp.as_str().to_owned()).await,
+            Signal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
+                let init = RTCIceCandidateInit {
+                    candidate: candidate.as_str().to_owned(),
+                    sdp_mid,
+                    sdp_mline_index,
+                    ..Default::default()
+                };
+                if self.pc.remote_description().await.is_none() {
+                    self.pending_candidates.push(init);
+                    return Ok(());
+                }
+                match self.pc.add_ice_candidate(init).await {
+                    Err(e) if !self.ignore_offer => {
+                        Err(MediaError::Signaling(format!("bad candidate: {e}")))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_description(&mut self, is_offer: bool, sdp: String) -> Result<(), MediaError> {
+        let desc = if is_offer {
+            RTCSessionDescription::offer(sdp)
+        } else {
+            RTCSessionDescription::answer(sdp)
+        }
+        .map_err(|e| MediaError::Signaling(format!("bad SDP: {e}")))?;
+        let stable = self.is_stable().await;
+        let collision = is_offer && (self.making_offer || !stable);
+        self.ignore_offer = !self.polite && collision;
+        if self.ignore_offer {
+            return Ok(());
+        }
+        if collision {
+            let rollback =
+                RTCSessionDescription::rollback(None).map_err(|e| rtc_err("rollback", e))?;
+            self.pc
+                .set_local_description(rollback)
+                .await
+                .map_err(|e| rtc_err("rollback", e))?;
+        }
+        self.pc
+            .set_remote_description(desc)
+            .await
+            .map_err(|e| MediaError::Signaling(format!("unusable SDP: {e}")))?;
+        for c in std::mem::take(&mut self.pending_candidates) {
+            let _ = self.pc.add_ice_candidate(c).await;
+        }
+        if is_offer {
+            let answer = self
+                .pc
+                .create_answer(None)
+                .await
+                .map_err(|e| rtc_err("create answer", e))?;
+            self.pc
+                .set_local_description(answer)
+                .await
+                .map_err(|e| rtc_err("set local answer", e))?;
+            self.send_local().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a remote track: VP8 frames go to the decoder, Opus packets to the
+/// mixer; anything else is counted and dropped.
+async fn receive(
+    track: Arc<dyn TrackRemote>,
+    ctx: LinkContext,
+    user: UserId,
+    counters: Arc<LinkCounters>,
+    receiver: Arc<Mutex<Option<VideoReceiver>>>,
+    pli: Arc<AtomicBool>,
+) {
+    let ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let mime = track
+        .codec(ssrc)
+        .await
+        .map(|c| c.mime_type)
+        .unwrap_or_default();
+    let video = mime.eq_ignore_ascii_case(MIME_TYPE_VP8);
+    let audio = mime.eq_ignore_ascii_case(MIME_TYPE_OPUS);
+    if !video && !audio {
+        counters.unsupported_streams.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%user, %mime, "ignoring a stream with an unexpected codec");
+    }
+    if video {
+        let mut slot = receiver.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            match VideoReceiver::start(
+                user.clone(),
+                ctx.video_sink.clone(),
+                ctx.pipeline_events.clone(),
+            ) {
+                Ok(r) => *slot = Some(r),
+                Err(e) => tracing::warn!(error = %e, "no video decoder"),
+            }
+        }
+    }
+    let mut assembler = Vp8Assembler::new();
+    let mut last_pli: Option<Instant> = None;
+    while let Some(event) = track.poll().await {
+        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+            continue;
+        };
+        if audio {
+            counters.audio_packets.fetch_add(1, Ordering::Relaxed);
+            let payload = packet.payload.to_vec();
+            if let Err(e) = ctx.mixer.lock().unwrap_or_else(|p| p.into_inner()).push(
+                &user,
+                packet.header.sequence_number,
+                payload,
+            ) {
+                tracing::debug!(error = %e, "audio dropped");
+            }
+            continue;
+        }
+        if !video {
+            continue;
+        }
+        let h = &packet.header;
+        match assembler.push(h.sequence_number, h.timestamp, h.marker, &packet.payload) {
+            Assembled::Frame(frame) => {
+                counters.frames_received.fetch_add(1, Ordering::Relaxed);
+                let queued = receiver
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .is_some_and(|r| r.push(frame.data, frame.key));
+                if !queued {
+                    pli.store(true, Ordering::Relaxed);
+                }
+            }
+            Assembled::NeedKeyFrame => pli.store(true, Ordering::Relaxed),
+            Assembled::Pending => {}
+        }
+        // At most two key-frame requests a second: each costs the sender a
+        // big frame.
+        let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(500));
+        if due && pli.swap(false, Ordering::Relaxed) {
+            last_pli = Some(Instant::now());
+            counters.plis_sent.fetch_add(1, Ordering::Relaxed);
+            let request = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: packet.header.ssrc,
+            };
+            let _ = track.write_rtcp(vec![Box::new(request)]).await;
+        }
+    }
+}
+
+/// Reads RTCP about our video: key-frame requests reach the encoder,
+/// receiver reports give round-trip time and loss.
+async fn sender_feedback(
+    track: Arc<TrackLocalStaticSample>,
+    key_frame: Arc<AtomicBool>,
+    counters: Arc<LinkCounters>,
+) {
+    while let Some(event) = track.poll().await {
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        for p in packets {
+            let any = p.as_any();
+            if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                counters.plis_received.fetch_add(1, Ordering::Relaxed);
+                key_frame.store(true, Ordering::Relaxed);
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                for r in &rr.reports {
+                    counters
+                        .fraction_lost
+                        .store(u32::from(r.fraction_lost), Ordering::Relaxed);
+                    if r.last_sender_report != 0 {
+                        let d = ntp_mid32_now()
+                            .wrapping_sub(r.last_sender_report)
+                            .wrapping_sub(r.delay);
+                        counters
+                            .rtt_us
+                            .store(u64::from(d) * 1_000_000 / 65_536, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The middle 32 bits of the NTP time now, as RTCP reports use.
+fn ntp_mid32_now() -> u32 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (((secs & 0xffff) << 16) | (frac >> 16)) as u32
+}

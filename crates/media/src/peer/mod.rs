@@ -1,0 +1,7 @@
+//! WebRTC peer connections (webrtc-rs 0.21): one per remote member.
+
+pub(crate) mod link;
+pub(crate) mod setup;
+pub(crate) mod tap;
+
+pub use link::LinkState;

@@ -1,0 +1,118 @@
+//! How every Beckon peer connection is built: the codecs it speaks, the
+//! interceptors (NACK, reports, congestion control, feedback tap), ICE
+//! settings, and one UDP socket.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use beckon_protocol::IceServer;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use webrtc::peer_connection::{
+    CongestionFeedback, MediaEngine, RTCConfiguration, RTCConfigurationBuilder, RTCIceServer,
+    Registry, SettingEngine, SettingEngineBuilder, Slot, configure_congestion_control,
+    configure_nack, configure_rtcp_reports,
+};
+
+use crate::MediaError;
+use crate::peer::tap::{FeedbackTap, ReportingGcc};
+
+pub(crate) const VP8_PT: u8 = 96;
+pub(crate) const OPUS_PT: u8 = 111;
+
+pub(crate) fn vp8_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: "pli".into(),
+            },
+            RTCPFeedback {
+                typ: "ccm".into(),
+                parameter: "fir".into(),
+            },
+        ],
+    }
+}
+
+pub(crate) fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn rtc_err(what: &str, e: impl std::fmt::Display) -> MediaError {
+    MediaError::Rtc(format!("{what}: {e}"))
+}
+
+/// Codecs and interceptors for one connection; `target_bps` receives the
+/// congestion controller's estimate.
+pub(crate) fn media_engine(
+    target_bps: Arc<AtomicU64>,
+) -> Result<(MediaEngine, Registry), MediaError> {
+    let mut me = MediaEngine::default();
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: vp8_codec(),
+            payload_type: VP8_PT,
+        },
+        RtpCodecKind::Video,
+    )
+    .map_err(|e| rtc_err("VP8 codec", e))?;
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PT,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(|e| rtc_err("Opus codec", e))?;
+    let registry = configure_nack(Registry::new(), &mut me);
+    let registry = configure_rtcp_reports(registry);
+    let gcc = ReportingGcc::new(800_000.0, 100_000.0, 4_000_000.0, target_bps);
+    let registry = configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut me)
+        .map_err(|e| rtc_err("congestion control", e))?;
+    let registry = registry.with(Slot::from(14_000), FeedbackTap::default());
+    Ok((me, registry))
+}
+
+/// ICE servers handed out by the signaling server.
+pub(crate) fn configuration(servers: &[IceServer]) -> RTCConfiguration {
+    let ice = servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect();
+    RTCConfigurationBuilder::new().with_ice_servers(ice).build()
+}
+
+/// ICE timing: notice a dead path in seconds, not half a minute.
+pub(crate) fn settings() -> SettingEngine {
+    SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_timeouts(
+            Some(Duration::from_secs(4)),
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(1)),
+        )
+        .build()
+}
