@@ -246,6 +246,7 @@ pub struct CallMedia {
     video: Mutex<Option<VideoSender>>,
     audio: Mutex<Option<AudioSender>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for CallMedia {
@@ -322,6 +323,7 @@ impl CallMedia {
             video: Mutex::new(video),
             audio: Mutex::new(Some(audio)),
             threads: Mutex::new(threads),
+            opening: tokio::sync::Mutex::new(()),
         };
         Ok((call, event_rx))
     }
@@ -332,6 +334,9 @@ impl CallMedia {
         if user == self.inner.config.me {
             return Err(MediaError::Signaling("cannot connect to ourselves".into()));
         }
+        // A member's offer can race our own add_member for them: one of the
+        // two opens the connection, the other finds it.
+        let _opening = self.opening.lock().await;
         let link = match self.link(&user) {
             Some(link) => link,
             None => {
@@ -347,6 +352,16 @@ impl CallMedia {
         if we_offer {
             link.offer();
         }
+        Ok(())
+    }
+
+    /// Looks for a new network path to `user` (ICE restart), e.g. after
+    /// this machine changed networks.
+    pub fn restart_ice(&self, user: &UserId) -> Result<(), MediaError> {
+        let link = self
+            .link(user)
+            .ok_or_else(|| MediaError::Signaling(format!("no connection to {user}")))?;
+        link.restart_ice();
         Ok(())
     }
 

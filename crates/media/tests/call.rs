@@ -9,10 +9,11 @@ use beckon_media::call::MediaEvent;
 use beckon_media::frame::rms;
 use beckon_media::source::synthetic::{SyntheticCamera, tone_for};
 use beckon_protocol::CallKind;
-use support::{close_all, eventually, mesh, uid};
+use support::{close_all, eventually, mesh, mesh_with, uid};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_to_one_video_call_decodes_frames_and_hears_the_tones() {
+    let _turn = support::exclusive().await;
     let m = mesh(&["alice", "bob"], CallKind::Video, (320, 240)).await;
     eventually(15, "both decode 30 frames", || {
         m[0].seen("bob").frames >= 30 && m[1].seen("alice").frames >= 30
@@ -43,6 +44,7 @@ async fn one_to_one_video_call_decodes_frames_and_hears_the_tones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voice_call_carries_audio_and_no_video() {
+    let _turn = support::exclusive().await;
     let m = mesh(&["carol", "dave"], CallKind::Voice, (320, 240)).await;
     eventually(15, "voices heard", || {
         rms(&m[0].speaker.last(24_000)) > 0.1 && rms(&m[1].speaker.last(24_000)) > 0.1
@@ -56,5 +58,184 @@ async fn a_voice_call_carries_audio_and_no_video() {
     assert_eq!(m[0].seen("dave").frames, 0);
     assert_eq!(m[1].call.send_stats().frames_sent, 0);
     assert_eq!(m[0].call.local_state(), (true, false));
+    close_all(m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_members_each_receive_the_three_others() {
+    let _turn = support::exclusive().await;
+    let names = ["ann", "ben", "cat", "dan"];
+    let m = mesh(&names, CallKind::Video, (320, 240)).await;
+    eventually(30, "everyone sees everyone", || {
+        m.iter().all(|me| {
+            names
+                .iter()
+                .filter(|n| uid(n) != me.name)
+                .all(|n| me.seen(n).frames >= 15)
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for me in &m {
+        assert_eq!(me.call.members().len(), 3);
+        for other in names.iter().filter(|n| uid(n) != me.name) {
+            assert!(me.seen(other).rising, "{} sees {other} in order", me.name);
+            let heard = me
+                .stats_of(other)
+                .await
+                .audio
+                .unwrap_or_else(|| panic!("{} hears {other}", me.name));
+            assert_eq!(
+                heard.tone_hz,
+                Some(tone_for(other)),
+                "{} hears {other}",
+                me.name
+            );
+        }
+    }
+    close_all(m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_camera_off_and_switch_camera_are_seen_by_the_other_side() {
+    let _turn = support::exclusive().await;
+    let m = mesh(&["eve", "fay"], CallKind::Video, (320, 240)).await;
+    eventually(15, "media flows", || m[1].seen("eve").frames >= 10).await;
+    // Mute: fay hears silence from eve, and is told.
+    m[0].call.set_mic(false);
+    eventually(10, "mute state arrives", || {
+        m[1].events.lock().unwrap().iter().any(|e| matches!(e, MediaEvent::RemoteMediaState { user, mic: false, .. } if user == &uid("eve")))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let level = m[1].stats_of("eve").await.audio.map_or(0.0, |a| a.level);
+    assert!(level < 0.01, "muted eve is silent: {level}");
+    m[0].call.set_mic(true);
+    // Camera off: no more frames, and the state arrives.
+    m[0].call.set_camera(false);
+    eventually(10, "camera-off state arrives", || {
+        m[1].events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, MediaEvent::RemoteMediaState { camera: false, .. }))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = m[1].seen("eve").frames;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        m[1].seen("eve").frames,
+        before,
+        "no frames with the camera off"
+    );
+    // Camera on again, from another camera: frames continue at its size.
+    m[0].call.set_camera(true);
+    m[0].call
+        .switch_camera(Box::new(SyntheticCamera::new(640, 480, 30)))
+        .unwrap();
+    eventually(10, "frames from the new camera", || {
+        m[1].seen("eve").width == 640 && m[1].seen("eve").frames > before + 10
+    })
+    .await;
+    close_all(m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_quits_is_dropped_and_the_others_keep_talking() {
+    let _turn = support::exclusive().await;
+    let mut m = mesh(&["gus", "hal", "ivy"], CallKind::Video, (320, 240)).await;
+    eventually(20, "all connected", || {
+        m[0].seen("ivy").frames >= 10 && m[1].seen("ivy").frames >= 10
+    })
+    .await;
+    let ivy = m.pop().unwrap();
+    ivy.call.close().await;
+    for me in &m {
+        me.call.remove_member(&uid("ivy")).await;
+        assert_eq!(me.call.members().len(), 1);
+    }
+    let (g, h) = (m[0].seen("hal").frames, m[1].seen("gus").frames);
+    eventually(10, "gus and hal go on", || {
+        m[0].seen("hal").frames > g + 20 && m[1].seen("gus").frames > h + 20
+    })
+    .await;
+    assert!(m[0].call.stats().await.iter().all(|s| s.user != uid("ivy")));
+    close_all(m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_signaling_is_an_error_and_the_call_survives() {
+    let _turn = support::exclusive().await;
+    let m = mesh(&["jay", "kim"], CallKind::Video, (320, 240)).await;
+    eventually(15, "media flows", || m[1].seen("jay").frames >= 10).await;
+    // A candidate from someone we have no connection to.
+    let candidate = beckon_protocol::Signal::Candidate {
+        candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".parse().unwrap(),
+        sdp_mid: None,
+        sdp_mline_index: Some(0),
+    };
+    assert!(
+        m[0].call
+            .on_signal(&uid("stranger"), candidate)
+            .await
+            .is_err()
+    );
+    // Garbage SDP from a member: rejected, reported, nothing breaks.
+    let garbage = beckon_protocol::Signal::Offer {
+        sdp: "v=0 this is not sdp".parse().unwrap(),
+    };
+    m[0].call.on_signal(&uid("kim"), garbage).await.unwrap();
+    let garbage = beckon_protocol::Signal::Answer {
+        sdp: "nonsense".parse().unwrap(),
+    };
+    m[0].call.on_signal(&uid("kim"), garbage).await.unwrap();
+    eventually(10, "the bad SDP is reported", || {
+        m[0].events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, MediaEvent::Rejected { from, .. } if from == &uid("kim")))
+    })
+    .await;
+    let n = m[1].seen("jay").frames;
+    eventually(10, "the call goes on", || m[1].seen("jay").frames > n + 20).await;
+    close_all(m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_that_cross_settle_into_one_connection() {
+    let _turn = support::exclusive().await;
+    let m = mesh_with(&["lea", "max", "ned"], CallKind::Video, (320, 240), true).await;
+    eventually(20, "every pair connects despite glare", || {
+        m.iter().all(|me| {
+            ["lea", "max", "ned"]
+                .iter()
+                .filter(|n| uid(n) != me.name)
+                .all(|n| me.seen(n).frames >= 10)
+        })
+    })
+    .await;
+    close_all(m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_from_either_side_keeps_media_flowing() {
+    let _turn = support::exclusive().await;
+    let m = mesh(&["oak", "pip"], CallKind::Video, (320, 240)).await;
+    eventually(15, "media flows", || {
+        m[0].seen("pip").frames >= 10 && m[1].seen("oak").frames >= 10
+    })
+    .await;
+    for (side, other) in [(0, "pip"), (1, "oak")] {
+        m[side].call.restart_ice(&uid(other)).unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (a, b) = (m[0].seen("pip").frames, m[1].seen("oak").frames);
+        eventually(10, "media flows after the restart", || {
+            m[0].seen("pip").frames > a + 15 && m[1].seen("oak").frames > b + 15
+        })
+        .await;
+    }
+    assert!(m[0].call.restart_ice(&uid("nobody")).is_err());
     close_all(m).await;
 }

@@ -292,6 +292,11 @@ impl PeerLink {
         let _ = self.commands.send(Command::Offer { ice_restart: false });
     }
 
+    /// Looks for a new path to this member (the network changed).
+    pub(crate) fn restart_ice(&self) {
+        let _ = self.commands.send(Command::Offer { ice_restart: true });
+    }
+
     /// Hands over signaling from this member.
     pub(crate) fn signal(&self, signal: Signal) {
         let _ = self.commands.send(Command::Remote(signal));
@@ -337,7 +342,6 @@ impl PeerLink {
         }
         let rtt = report
             .candidate_pairs()
-            .into_iter()
             .filter(|c| c.nominated && c.current_round_trip_time > 0.0)
             .map(|c| c.current_round_trip_time)
             .last();
@@ -392,7 +396,7 @@ impl Negotiator {
                 },
             };
             if let Err(error) = result {
-                tracing::debug!(user = %self.user, %error, "negotiation step failed");
+                tracing::debug!(me = %self.ctx.me, user = %self.user, %error, "negotiation step failed");
                 let _ = self.ctx.events.send(LinkEvent::Rejected {
                     from: self.user.clone(),
                     error,
@@ -414,7 +418,11 @@ impl Negotiator {
 
     async fn on_pc_event(&mut self, event: PcEvent) -> Result<(), MediaError> {
         match event {
-            PcEvent::NegotiationNeeded => self.make_offer(false).await?,
+            // Offers are started on purpose (the member who joined later, or
+            // an ICE restart): the tracks never change after the connection
+            // is made, and webrtc-rs fires this event unreliably and on both
+            // sides at once, which only makes needless glare.
+            PcEvent::NegotiationNeeded => {}
             PcEvent::Candidate(c) => {
                 let candidate =
                     IceCandidate::try_from(c.candidate).map_err(|e| rtc_err("candidate", e))?;
@@ -464,6 +472,13 @@ impl Negotiator {
         if !self.is_stable().await {
             return Ok(());
         }
+        // The first negotiation happens once, whoever starts it: a second
+        // round with the roles swapped would make both ends DTLS clients.
+        if !ice_restart && self.pc.remote_description().await.is_some() {
+            tracing::debug!(me = %self.ctx.me, user = %self.user, "already negotiated; no offer");
+            return Ok(());
+        }
+        tracing::debug!(me = %self.ctx.me, user = %self.user, ice_restart, "offering");
         self.making_offer = true;
         let result = async {
             let options = ice_restart.then_some(RTCOfferOptions { ice_restart: true });
@@ -538,8 +553,13 @@ impl Negotiator {
         }
         .map_err(|e| MediaError::Signaling(format!("bad SDP: {e}")))?;
         let stable = self.is_stable().await;
+        if !is_offer && stable {
+            // The answer to an offer we rolled back when theirs crossed ours.
+            return Ok(());
+        }
         let collision = is_offer && (self.making_offer || !stable);
         self.ignore_offer = !self.polite && collision;
+        tracing::debug!(me = %self.ctx.me, user = %self.user, is_offer, stable, collision, polite = self.polite, "remote description");
         if self.ignore_offer {
             return Ok(());
         }

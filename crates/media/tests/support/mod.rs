@@ -84,6 +84,16 @@ pub fn uid(s: &str) -> UserId {
 
 /// Starts `names` in one call; each later member offers to those before.
 pub async fn mesh(names: &[&str], kind: CallKind, size: (u32, u32)) -> Vec<Member> {
+    mesh_with(names, kind, size, false).await
+}
+
+/// As `mesh`; with `glare`, both sides of every pair offer at once.
+pub async fn mesh_with(
+    names: &[&str],
+    kind: CallKind,
+    size: (u32, u32),
+    glare: bool,
+) -> Vec<Member> {
     // Each mesh routes its own signaling: tests run side by side.
     let routes = Arc::new(Routes::default());
     let members: Vec<Member> = names
@@ -94,7 +104,7 @@ pub async fn mesh(names: &[&str], kind: CallKind, size: (u32, u32)) -> Vec<Membe
         for earlier in &members[..i] {
             earlier
                 .call
-                .add_member(later.name.clone(), false)
+                .add_member(later.name.clone(), glare)
                 .await
                 .unwrap();
             later
@@ -155,6 +165,13 @@ fn start(name: &str, kind: CallKind, (w, h): (u32, u32), routes: &Arc<Routes>) -
 }
 
 type Routes = Mutex<HashMap<UserId, std::sync::Weak<CallMedia>>>;
+
+/// One media test at a time: a call of four encodes and decodes a dozen
+/// streams, and two cores have no room for several such at once.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
 
 /// Polls `check` until it holds, for at most `secs`.
 pub async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
