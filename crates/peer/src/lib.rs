@@ -25,6 +25,10 @@ use beckon_protocol::{CallId, CallKind, DeviceId, Password, RejectReason, UserId
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
+use beckon_media::call::MediaEvent;
+
+mod media;
+
 /// What the peer does when someone rings it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnIncoming {
@@ -106,6 +110,54 @@ pub struct Options {
     /// Exit after this many seconds in any case.
     #[arg(long)]
     pub exit_after_secs: Option<f64>,
+    /// Camera: `synthetic` (a test pattern with frame numbers burned in),
+    /// `none`, `default`, or a camera id.
+    #[arg(long, default_value = "synthetic")]
+    pub camera: String,
+    /// Microphone: `tone` (a sine whose pitch names this user), `default`,
+    /// or a microphone id.
+    #[arg(long, default_value = "tone")]
+    pub mic: String,
+    /// Speaker: `null` (play nothing, still measure), `default`, or an id.
+    #[arg(long, default_value = "null")]
+    pub speaker: String,
+    /// Video size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480", value_parser = parse_size)]
+    pub video_size: (u32, u32),
+    /// Video frames per second.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Local address for media (repeatable); `0.0.0.0:0` is every interface.
+    #[arg(long = "udp-addr", default_value = "0.0.0.0:0")]
+    pub udp_addrs: Vec<String>,
+    /// Signaling only: join calls without any media.
+    #[arg(long)]
+    pub no_media: bool,
+    /// Join calls with the microphone off.
+    #[arg(long)]
+    pub mic_off: bool,
+    /// Join calls with the camera off.
+    #[arg(long)]
+    pub camera_off: bool,
+    /// Print media statistics every this many seconds in a call (0: never).
+    #[arg(long, default_value_t = 1.0)]
+    pub stats_every_secs: f64,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or("use WIDTHxHEIGHT, e.g. 640x480")?;
+    let (w, h): (u32, u32) = (
+        w.parse().map_err(|_| "bad width")?,
+        h.parse().map_err(|_| "bad height")?,
+    );
+    if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || w > 3840 || h > 2160 {
+        return Err(format!(
+            "{w}x{h}: use even sizes between 16x16 and 3840x2160"
+        ));
+    }
+    Ok((w, h))
 }
 
 /// Call kind on the command line.
@@ -187,6 +239,11 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
         hangup_at: None,
         call_at: None,
         done: false,
+        media: None,
+        media_events: None,
+        we_joined_last: false,
+        accepted_at: std::time::Instant::now(),
+        stats_at: None,
     };
     let deadline = peer
         .options
@@ -197,6 +254,7 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
             peer.hangup_at,
             peer.call_at,
             peer.answered.as_ref().map(|(_, at)| *at),
+            peer.stats_at,
             deadline,
         ]
         .into_iter()
@@ -207,6 +265,7 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
                 Some(event) => peer.on_event(event, &mut log).await,
                 None => break,
             },
+            Some(event) = recv_media(&mut peer.media_events) => peer.on_media(event, &mut log).await,
             () = sleep_until(wake) => peer.on_timer(&mut log, deadline).await,
         }
     }
@@ -221,6 +280,22 @@ struct Peer {
     hangup_at: Option<tokio::time::Instant>,
     call_at: Option<tokio::time::Instant>,
     done: bool,
+    media: Option<media::MediaSession>,
+    media_events: Option<tokio::sync::mpsc::UnboundedReceiver<MediaEvent>>,
+    /// We answered (or joined) after the others were in: we offer to them.
+    we_joined_last: bool,
+    /// When we answered, or placed our call.
+    accepted_at: std::time::Instant,
+    stats_at: Option<tokio::time::Instant>,
+}
+
+async fn recv_media(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<MediaEvent>>,
+) -> Option<MediaEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Peer {
@@ -259,12 +334,20 @@ impl Peer {
                 call_id,
                 from,
                 signal,
-            } => {
-                log.line(
+            } => match &self.media {
+                Some(m) if m.call_id == call_id => {
+                    if let Err(e) = m.signal(&from, signal).await {
+                        log.line(
+                            "media_error",
+                            json!({ "from": from, "message": e.to_string() }),
+                        );
+                    }
+                }
+                _ => log.line(
                     "signal",
-                    json!({ "call_id": call_id, "from": from, "signal": signal }),
-                );
-            }
+                    json!({ "call_id": call_id, "from": from, "ignored": true }),
+                ),
+            },
             ClientEvent::Stopped { reason } => {
                 let reason = match reason {
                     StopReason::Closed(r) => json!(r),
@@ -320,12 +403,26 @@ impl Peer {
                     "answered_elsewhere",
                     json!({ "call_id": call_id, "accepted": accepted }),
                 );
+                self.stop_media().await;
             }
             Notice::MemberChanged { change } => {
                 log.line(
                     "member",
                     json!({ "call_id": change.call_id, "who": change.user, "state": change.state, "reason": change.reason }),
                 );
+                if let Some(m) = self.media.as_ref().filter(|m| m.call_id == change.call_id) {
+                    if change.state == beckon_protocol::MemberState::Accepted {
+                        // They joined after us: they offer.
+                        if let Err(e) = m.add(change.user.clone(), false).await {
+                            log.line(
+                                "media_error",
+                                json!({ "who": change.user, "message": e.to_string() }),
+                            );
+                        }
+                    } else if !change.state.is_pending() {
+                        m.remove(&change.user).await;
+                    }
+                }
             }
             Notice::CallStarted { call_id } => {
                 let members: Vec<_> = self
@@ -344,6 +441,7 @@ impl Peer {
                     "call_started",
                     json!({ "call_id": call_id, "in_call": members }),
                 );
+                self.start_media(call_id, members, log).await;
                 if self.options.hangup != Hangup::Stay {
                     self.hangup_at = Some(
                         tokio::time::Instant::now()
@@ -360,11 +458,13 @@ impl Peer {
                     "call_ended",
                     json!({ "call_id": call_id, "reason": reason, "by": by }),
                 );
+                self.stop_media().await;
                 self.hangup_at = None;
                 self.finish_call();
             }
             Notice::EndedWhileOffline { call_id } => {
                 log.line("call_lost", json!({ "call_id": call_id }));
+                self.stop_media().await;
                 self.finish_call();
             }
             Notice::MissedWhileBusy { call, by } => {
@@ -384,6 +484,12 @@ impl Peer {
         deadline: Option<tokio::time::Instant>,
     ) {
         let now = tokio::time::Instant::now();
+        if self.stats_at.is_some_and(|at| at <= now) {
+            self.stats_at = Some(now + Duration::from_secs_f64(self.options.stats_every_secs));
+            if let Some(m) = &self.media {
+                log.line("stats", m.stats().await);
+            }
+        }
         if deadline.is_some_and(|d| d <= now) {
             log.line("exit", json!({ "reason": "exit_after_secs" }));
             self.done = true;
@@ -402,6 +508,8 @@ impl Peer {
                 .await
             {
                 Ok(inv) => {
+                    self.we_joined_last = inv.merged;
+                    self.accepted_at = std::time::Instant::now();
                     let results: Vec<_> = inv
                         .results
                         .iter()
@@ -420,7 +528,11 @@ impl Peer {
         }
         if let Some((call_id, _)) = self.answered.take_if(|(_, at)| *at <= now) {
             match self.client.accept(call_id.clone()).await {
-                Ok(_) => log.line("accepted", json!({ "call_id": call_id })),
+                Ok(_) => {
+                    self.we_joined_last = true;
+                    self.accepted_at = std::time::Instant::now();
+                    log.line("accepted", json!({ "call_id": call_id }));
+                }
                 Err(e) => log.line(
                     "error",
                     json!({ "stage": "accept", "code": e.code(), "message": e.to_string() }),
@@ -443,6 +555,123 @@ impl Peer {
                     json!({ "stage": "hangup", "code": e.code(), "message": e.to_string() }),
                 );
             }
+        }
+    }
+
+    /// Starts the call's media and connects to everyone in it. We offer
+    /// when we joined after them.
+    async fn start_media<W: Write>(
+        &mut self,
+        call_id: CallId,
+        in_call: Vec<beckon_protocol::UserId>,
+        log: &mut Log<W>,
+    ) {
+        if self.options.no_media || self.media.is_some() {
+            return;
+        }
+        let kind = self
+            .client
+            .current_call()
+            .map_or(CallKind::Video, |c| c.info.kind);
+        let options = media::MediaOptions {
+            camera: self.options.camera.clone(),
+            mic: self.options.mic.clone(),
+            speaker: self.options.speaker.clone(),
+            width: self.options.video_size.0,
+            height: self.options.video_size.1,
+            fps: self.options.fps,
+            udp_addrs: self.options.udp_addrs.clone(),
+        };
+        let (session, events) = match media::MediaSession::start(
+            &options,
+            &self.client,
+            call_id,
+            kind,
+            self.accepted_at,
+        ) {
+            Ok(started) => started,
+            Err(e) => {
+                log.line(
+                    "media_error",
+                    json!({ "stage": "start", "message": e.to_string() }),
+                );
+                return;
+            }
+        };
+        if self.options.mic_off {
+            session.media().set_mic(false);
+        }
+        if self.options.camera_off {
+            session.media().set_camera(false);
+        }
+        let me = self.client.me();
+        for user in in_call.into_iter().filter(|u| Some(u) != me.as_ref()) {
+            if let Err(e) = session.add(user.clone(), self.we_joined_last).await {
+                log.line(
+                    "media_error",
+                    json!({ "who": user, "message": e.to_string() }),
+                );
+            }
+        }
+        log.line(
+            "media_started",
+            json!({ "kind": kind, "offering": self.we_joined_last }),
+        );
+        self.media = Some(session);
+        self.media_events = Some(events);
+        if self.options.stats_every_secs > 0.0 {
+            self.stats_at = Some(
+                tokio::time::Instant::now()
+                    + Duration::from_secs_f64(self.options.stats_every_secs),
+            );
+        }
+    }
+
+    async fn stop_media(&mut self) {
+        if let Some(m) = self.media.take() {
+            m.close().await;
+        }
+        self.media_events = None;
+        self.stats_at = None;
+        self.we_joined_last = false;
+    }
+
+    /// What the call's media reports.
+    async fn on_media<W: Write>(&mut self, event: MediaEvent, log: &mut Log<W>) {
+        let Some(call_id) = self.media.as_ref().map(|m| m.call_id.clone()) else {
+            return;
+        };
+        match event {
+            MediaEvent::Signal { to, signal } => {
+                if let Err(e) = self.client.signal(call_id, to.clone(), signal).await {
+                    log.line(
+                        "media_error",
+                        json!({ "stage": "signal", "to": to, "message": e.to_string() }),
+                    );
+                }
+            }
+            MediaEvent::PeerState { user, state } => {
+                log.line(
+                    "peer_state",
+                    json!({ "who": user, "state": format!("{state:?}").to_lowercase() }),
+                );
+            }
+            MediaEvent::RemoteMediaState { user, mic, camera } => {
+                log.line(
+                    "media_state",
+                    json!({ "who": user, "mic": mic, "camera": camera }),
+                );
+            }
+            MediaEvent::DeviceFailed(e) => {
+                log.line("device_failed", json!({ "message": e.to_string() }))
+            }
+            MediaEvent::Rejected { from, error } => {
+                log.line(
+                    "media_error",
+                    json!({ "from": from, "message": error.to_string() }),
+                );
+            }
+            _ => {}
         }
     }
 

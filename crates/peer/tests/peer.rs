@@ -289,3 +289,99 @@ async fn a_wrong_password_is_reported_and_fails() {
         .unwrap();
     assert_eq!(err["code"], "unauthorized");
 }
+
+fn media_options(url: &str, args: &[&str]) -> Options {
+    let mut all = vec![
+        "beckon-peer",
+        "--server",
+        url,
+        "--password",
+        "correct horse",
+        "--register",
+        "--udp-addr",
+        "127.0.0.1:0",
+        "--video-size",
+        "320x240",
+        "--stats-every-secs",
+        "0.5",
+    ];
+    all.extend_from_slice(args);
+    Options::parse_from(all)
+}
+
+/// The last `stats` line's entry for member `who`.
+fn last_stats_of(lines: &Lines, who: &str) -> Value {
+    lines
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "stats")
+        .filter_map(|e| {
+            e["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["who"] == who)
+                .cloned()
+        })
+        .next_back()
+        .unwrap_or_else(|| panic!("no stats about {who}: {:?}", lines.kinds()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_see_and_hear_each_other_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let url = server.url();
+    let (bob, bob_task) = spawn_peer(media_options(
+        &url,
+        &["--user", "bob", "--hangup", "stay", "--exit-after-call"],
+    ))
+    .await;
+    wait_for(&bob, "signed_in").await;
+    let (alice, alice_task) = spawn_peer(media_options(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--call",
+            "bob",
+            "--hold-secs",
+            "3",
+            "--exit-after-call",
+        ],
+    ))
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), alice_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), bob_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    for (lines, other) in [(&alice, "bob"), (&bob, "alice")] {
+        let s = last_stats_of(lines, other);
+        assert!(s["frames"].as_u64().unwrap() >= 30, "{s}");
+        assert!(s["last_frame"].as_u64().unwrap() >= 30, "{s}");
+        assert_eq!(s["size"], "320x240");
+        let tone = beckon_media::source::synthetic::tone_for(other);
+        assert_eq!(s["tone_hz"].as_f64(), Some(f64::from(tone)), "{s}");
+        assert_eq!(s["state"], "connected");
+        assert!(s["latency_ms_p50"].as_f64().unwrap() < 500.0, "{s}");
+    }
+    let kinds = alice.kinds();
+    assert!(
+        kinds.contains(&"media_started".to_string()) && kinds.contains(&"peer_state".to_string()),
+        "{kinds:?}"
+    );
+    let state = bob
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "media_state")
+        .expect("alice's media state");
+    assert_eq!(
+        (state["mic"].as_bool(), state["camera"].as_bool()),
+        (Some(true), Some(true))
+    );
+}

@@ -1,0 +1,265 @@
+//! The peer's media: a `CallMedia` per call, fed by the signaling client's
+//! notices, with synthetic or real devices, and a sink that reads the
+//! burned-in stamps of what it decodes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use beckon_client::Client;
+use beckon_media::MediaError;
+use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+use beckon_media::frame::{VideoFrame, now_us};
+use beckon_media::pipeline::VideoSink;
+use beckon_media::sink::mixer::{AudioOutput, RecordingOutput};
+use beckon_media::sink::speaker::Speaker;
+use beckon_media::source::camera::Camera;
+use beckon_media::source::microphone::Microphone;
+use beckon_media::source::synthetic::{SyntheticCamera, ToneMicrophone, read_stamp, tone_for};
+use beckon_media::source::{AudioSource, VideoSource};
+use beckon_protocol::{CallId, CallKind, Signal, UserId};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Where the peer's media comes from and goes to.
+#[derive(Debug, Clone)]
+pub(crate) struct MediaOptions {
+    /// `synthetic` (test pattern), `none`, or a camera id.
+    pub(crate) camera: String,
+    /// `tone` (a sine whose pitch names this user), or a microphone id
+    /// (`default` for the system's).
+    pub(crate) mic: String,
+    /// `null` (nothing plays; levels are still measured), or a speaker id
+    /// (`default` for the system's).
+    pub(crate) speaker: String,
+    /// Video size.
+    pub(crate) width: u32,
+    /// Video size.
+    pub(crate) height: u32,
+    /// Frames per second.
+    pub(crate) fps: u32,
+    /// Local addresses for ICE (`0.0.0.0:0`: every interface).
+    pub(crate) udp_addrs: Vec<String>,
+}
+
+/// What the peer saw of one member's camera.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    frames: u64,
+    last_frame: Option<u32>,
+    width: u32,
+    height: u32,
+    /// Capture-to-decode times of the frames since the last report, µs.
+    latencies: Vec<u64>,
+    first_at: Option<Instant>,
+}
+
+/// Reads the stamp of every decoded frame.
+#[derive(Debug, Default)]
+pub(crate) struct StampSink {
+    seen: Mutex<HashMap<UserId, Seen>>,
+}
+
+impl VideoSink for StampSink {
+    fn frame(&self, from: &UserId, frame: VideoFrame) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let s = seen.entry(from.clone()).or_default();
+        s.frames += 1;
+        s.first_at.get_or_insert_with(Instant::now);
+        (s.width, s.height) = (frame.width, frame.height);
+        if let Some(stamp) = read_stamp(&frame) {
+            s.last_frame = Some(stamp.frame);
+            s.latencies.push(stamp.age_us(now_us()));
+        }
+    }
+}
+
+/// The media of the call in progress.
+pub(crate) struct MediaSession {
+    pub(crate) call_id: CallId,
+    media: Arc<CallMedia>,
+    sink: Arc<StampSink>,
+    started: Instant,
+    /// When our own accept (or the first answer to our invite) happened.
+    since_accept: Instant,
+}
+
+impl std::fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("call_id", &self.call_id)
+            .finish()
+    }
+}
+
+fn open_camera(options: &MediaOptions) -> Result<Option<Box<dyn VideoSource>>, MediaError> {
+    Ok(match options.camera.as_str() {
+        "none" => None,
+        "synthetic" => Some(Box::new(SyntheticCamera::new(
+            options.width,
+            options.height,
+            options.fps,
+        ))),
+        "default" => Some(Box::new(Camera::open(
+            None,
+            options.width,
+            options.height,
+            options.fps,
+        )?)),
+        id => Some(Box::new(Camera::open(
+            Some(id),
+            options.width,
+            options.height,
+            options.fps,
+        )?)),
+    })
+}
+
+fn open_mic(options: &MediaOptions, me: &UserId) -> Result<Box<dyn AudioSource>, MediaError> {
+    Ok(match options.mic.as_str() {
+        "tone" => Box::new(ToneMicrophone::new(tone_for(me.as_str()), 0.3)),
+        "default" => Box::new(Microphone::open(None)?),
+        id => Box::new(Microphone::open(Some(id))?),
+    })
+}
+
+fn open_speaker(options: &MediaOptions) -> Result<Box<dyn AudioOutput>, MediaError> {
+    Ok(match options.speaker.as_str() {
+        "null" => Box::new(RecordingOutput::default()),
+        "default" => Box::new(Speaker::open(None)?),
+        id => Box::new(Speaker::open(Some(id))?),
+    })
+}
+
+impl MediaSession {
+    /// Opens devices and starts the call's media. Signals it wants sent come
+    /// out of the returned receiver.
+    pub(crate) fn start(
+        options: &MediaOptions,
+        client: &Client,
+        call_id: CallId,
+        kind: CallKind,
+        accepted_at: Instant,
+    ) -> Result<(Self, UnboundedReceiver<MediaEvent>), MediaError> {
+        let me = client
+            .me()
+            .ok_or_else(|| MediaError::Signaling("not signed in".into()))?;
+        let mut config = CallConfig::new(me.clone(), kind);
+        config.udp_addrs = options.udp_addrs.clone();
+        config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
+        let camera = if kind == CallKind::Video {
+            open_camera(options)?
+        } else {
+            None
+        };
+        let sink = Arc::new(StampSink::default());
+        let (media, events) = CallMedia::start(
+            config,
+            camera,
+            open_mic(options, &me)?,
+            sink.clone(),
+            open_speaker(options)?,
+            None,
+        )?;
+        let session = Self {
+            call_id,
+            media: Arc::new(media),
+            sink,
+            started: Instant::now(),
+            since_accept: accepted_at,
+        };
+        Ok((session, events))
+    }
+
+    pub(crate) fn media(&self) -> Arc<CallMedia> {
+        self.media.clone()
+    }
+
+    /// Connects to a member who is in the call.
+    pub(crate) async fn add(&self, user: UserId, we_offer: bool) -> Result<(), MediaError> {
+        self.media.add_member(user, we_offer).await
+    }
+
+    /// Drops a member who left.
+    pub(crate) async fn remove(&self, user: &UserId) {
+        self.media.remove_member(user).await;
+        self.sink
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+    }
+
+    /// Hands over signaling from a member.
+    pub(crate) async fn signal(&self, from: &UserId, signal: Signal) -> Result<(), MediaError> {
+        self.media.on_signal(from, signal).await
+    }
+
+    /// One line of media statistics.
+    pub(crate) async fn stats(&self) -> Value {
+        let peers = self.media.stats().await;
+        let mut seen = self
+            .sink
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for s in self
+            .sink
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+        {
+            s.latencies.clear();
+        }
+        let members: Vec<Value> = peers
+            .iter()
+            .map(|p| {
+                let s = seen.remove(&p.user).unwrap_or_default();
+                let mut lat = s.latencies.clone();
+                lat.sort_unstable();
+                let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).map(|us| *us as f64 / 1000.0);
+                json!({
+                    "who": p.user,
+                    "state": format!("{:?}", p.state).to_lowercase(),
+                    "frames": s.frames,
+                    "last_frame": s.last_frame,
+                    "size": format!("{}x{}", s.width, s.height),
+                    "latency_ms_p50": pct(0.5),
+                    "latency_ms_p95": pct(0.95),
+                    "first_frame_ms": s.first_at.map(|t| t.saturating_duration_since(self.since_accept).as_millis() as u64),
+                    "decode_ms": round2(p.decode_ms),
+                    "audio_level": p.audio.as_ref().map(|a| round2(f64::from(a.level))),
+                    "tone_hz": p.audio.as_ref().and_then(|a| a.tone_hz),
+                    "rtt_ms": p.rtt_ms.map(round2),
+                    "loss_pct": round2(f64::from(p.loss_pct)),
+                    "send_kbps": p.send_kbps.round(),
+                    "recv_kbps": p.recv_kbps.round(),
+                    "target_kbps": p.target_kbps.round(),
+                })
+            })
+            .collect();
+        let send = self.media.send_stats();
+        let (mic, camera) = self.media.local_state();
+        json!({
+            "call_id": self.call_id,
+            "secs": self.started.elapsed().as_secs(),
+            "mic": mic,
+            "camera": camera,
+            "sent_frames": send.frames_sent,
+            "encode_ms": round2(send.encode_ms),
+            "video_kbps": send.video_kbps,
+            "members": members,
+        })
+    }
+
+    /// Ends the media.
+    pub(crate) async fn close(&self) {
+        self.media.close().await;
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
