@@ -316,7 +316,7 @@ impl CallMedia {
             spawn_mixer(inner.clone()),
             spawn_pipeline_pump(inner.clone(), pipe_rx, key_frame),
         ];
-        tokio::spawn(link_pump(inner.clone(), link_rx));
+        tokio::spawn(link_pump(Arc::downgrade(&inner), link_rx));
         tokio::spawn(bitrate_loop(Arc::downgrade(&inner)));
         let call = Self {
             inner,
@@ -662,9 +662,11 @@ fn spawn_pipeline_pump(
 }
 
 /// Turns link events into call events; tells a newly connected member our
-/// microphone and camera state.
-async fn link_pump(inner: Arc<Inner>, mut rx: UnboundedReceiver<LinkEvent>) {
+/// microphone and camera state. Holds the call weakly: the call holds a
+/// sender of `rx`, so a strong hold would keep both alive for good.
+async fn link_pump(inner: std::sync::Weak<Inner>, mut rx: UnboundedReceiver<LinkEvent>) {
     while let Some(event) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
         let out = match event {
             LinkEvent::Signal { to, signal } => MediaEvent::Signal { to, signal },
             LinkEvent::State { user, state } => {

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,7 +145,9 @@ fn start(name: &str, kind: CallKind, (w, h): (u32, u32), routes: &Arc<Routes>) -
     let events = Arc::new(Mutex::new(Vec::new()));
     let log = events.clone();
     let from = me.clone();
+    let alive = Alive::new();
     tokio::spawn(async move {
+        let _alive = alive;
         while let Some(event) = rx.recv().await {
             if let MediaEvent::Signal { to, signal } = &event {
                 let target = routes.lock().unwrap().get(to).and_then(|w| w.upgrade());
@@ -161,6 +164,29 @@ fn start(name: &str, kind: CallKind, (w, h): (u32, u32), routes: &Arc<Routes>) -
         screen,
         speaker,
         events,
+    }
+}
+
+/// Members started whose event stream is still open: it ends only when the
+/// call is closed and dropped and nothing it started holds on to it.
+pub fn calls_alive() -> usize {
+    ALIVE.load(Ordering::SeqCst)
+}
+
+static ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        ALIVE.fetch_add(1, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        ALIVE.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
