@@ -4,8 +4,11 @@
 //!   (Debian/Ubuntu via apt; elsewhere it says what to install).
 //! - `run`: the demo — a server and two headless users placing a call.
 //! - `test`: everything CI checks: formatting, lints, every test.
+//! - `bench media`: measures real calls and rewrites `docs/benchmarks.md`.
 
+mod bench;
 mod deps;
+mod procs;
 mod run;
 
 use std::process::{Command, ExitCode};
@@ -15,7 +18,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   setup   install the system packages Beckon needs (apt on Debian/Ubuntu)
   run     start a server and two headless users who call each other
-  test    check formatting and lints, then run every test";
+  test    check formatting and lints, then run every test
+  bench   media [--secs N]: measure real calls, rewrite docs/benchmarks.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
         Some("setup") => deps::ensure(deps::Purpose::Test),
         Some("run") => run::run(),
         Some("test") => test(),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -403,7 +403,7 @@ impl Peer {
                     "answered_elsewhere",
                     json!({ "call_id": call_id, "accepted": accepted }),
                 );
-                self.stop_media().await;
+                self.stop_media(log).await;
             }
             Notice::MemberChanged { change } => {
                 log.line(
@@ -458,13 +458,13 @@ impl Peer {
                     "call_ended",
                     json!({ "call_id": call_id, "reason": reason, "by": by }),
                 );
-                self.stop_media().await;
+                self.stop_media(log).await;
                 self.hangup_at = None;
                 self.finish_call();
             }
             Notice::EndedWhileOffline { call_id } => {
                 log.line("call_lost", json!({ "call_id": call_id }));
-                self.stop_media().await;
+                self.stop_media(log).await;
                 self.finish_call();
             }
             Notice::MissedWhileBusy { call, by } => {
@@ -573,6 +573,10 @@ impl Peer {
             .client
             .current_call()
             .map_or(CallKind::Video, |c| c.info.kind);
+        if !self.we_joined_last {
+            // We were waiting: the call starts now, with their answer.
+            self.accepted_at = std::time::Instant::now();
+        }
         let options = media::MediaOptions {
             camera: self.options.camera.clone(),
             mic: self.options.mic.clone(),
@@ -627,9 +631,11 @@ impl Peer {
         }
     }
 
-    async fn stop_media(&mut self) {
+    async fn stop_media<W: Write>(&mut self, log: &mut Log<W>) {
         if let Some(m) = self.media.take() {
+            let summary = m.summary().await;
             m.close().await;
+            log.line("media_summary", summary);
         }
         self.media_events = None;
         self.stats_at = None;

@@ -51,6 +51,8 @@ struct Seen {
     height: u32,
     /// Capture-to-decode times of the frames since the last report, µs.
     latencies: Vec<u64>,
+    /// The same, for the whole call.
+    all_latencies: Vec<u64>,
     first_at: Option<Instant>,
 }
 
@@ -69,7 +71,9 @@ impl VideoSink for StampSink {
         (s.width, s.height) = (frame.width, frame.height);
         if let Some(stamp) = read_stamp(&frame) {
             s.last_frame = Some(stamp.frame);
-            s.latencies.push(stamp.age_us(now_us()));
+            let age = stamp.age_us(now_us());
+            s.latencies.push(age);
+            s.all_latencies.push(age);
         }
     }
 }
@@ -217,17 +221,15 @@ impl MediaSession {
             .iter()
             .map(|p| {
                 let s = seen.remove(&p.user).unwrap_or_default();
-                let mut lat = s.latencies.clone();
-                lat.sort_unstable();
-                let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).map(|us| *us as f64 / 1000.0);
+                let lat = Latencies::of(&s.latencies);
                 json!({
                     "who": p.user,
                     "state": format!("{:?}", p.state).to_lowercase(),
                     "frames": s.frames,
                     "last_frame": s.last_frame,
                     "size": format!("{}x{}", s.width, s.height),
-                    "latency_ms_p50": pct(0.5),
-                    "latency_ms_p95": pct(0.95),
+                    "latency_ms_p50": lat.p50,
+                    "latency_ms_p95": lat.p95,
                     "first_frame_ms": s.first_at.map(|t| t.saturating_duration_since(self.since_accept).as_millis() as u64),
                     "decode_ms": round2(p.decode_ms),
                     "audio_level": p.audio.as_ref().map(|a| round2(f64::from(a.level))),
@@ -254,9 +256,71 @@ impl MediaSession {
         })
     }
 
+    /// Whole-call figures: per member, every frame's latency; ours, the
+    /// encoder's cost.
+    pub(crate) async fn summary(&self) -> Value {
+        let peers = self.media.stats().await;
+        let seen = self
+            .sink
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let members: Vec<Value> = seen
+            .iter()
+            .map(|(who, s)| {
+                let lat = Latencies::of(&s.all_latencies);
+                let p = peers.iter().find(|p| &p.user == who);
+                json!({
+                    "who": who,
+                    "frames": s.frames,
+                    "latency_ms_p50": lat.p50,
+                    "latency_ms_p95": lat.p95,
+                    "latency_ms_mean": lat.mean,
+                    "first_frame_ms": s.first_at.map(|t| t.saturating_duration_since(self.since_accept).as_millis() as u64),
+                    "decode_ms": p.map(|p| round2(p.decode_ms)),
+                    "connect_ms": p.and_then(|p| p.connect_ms),
+                })
+            })
+            .collect();
+        let send = self.media.send_stats();
+        json!({
+            "call_id": self.call_id,
+            "secs": self.started.elapsed().as_secs_f64(),
+            "sent_frames": send.frames_sent,
+            "encode_ms": round2(send.encode_ms),
+            "members": members,
+        })
+    }
+
     /// Ends the media.
     pub(crate) async fn close(&self) {
         self.media.close().await;
+    }
+}
+
+/// Percentiles of microsecond samples, in milliseconds.
+struct Latencies {
+    p50: Option<f64>,
+    p95: Option<f64>,
+    mean: Option<f64>,
+}
+
+impl Latencies {
+    fn of(samples: &[u64]) -> Self {
+        let mut v = samples.to_vec();
+        v.sort_unstable();
+        let pct = |q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .map(|us| round2(*us as f64 / 1000.0))
+        };
+        let mean =
+            (!v.is_empty()).then(|| round2(v.iter().sum::<u64>() as f64 / v.len() as f64 / 1000.0));
+        Self {
+            p50: pct(0.5),
+            p95: pct(0.95),
+            mean,
+        }
     }
 }
 

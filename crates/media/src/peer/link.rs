@@ -302,8 +302,16 @@ impl PeerLink {
         let _ = self.commands.send(Command::Remote(signal));
     }
 
-    /// Sends a compressed video frame.
+    fn connected(&self) -> bool {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) == LinkState::Connected
+    }
+
+    /// Sends a compressed video frame (dropped until the link is up: the
+    /// first frame after it is a key frame).
     pub(crate) async fn write_video(&self, data: Bytes, duration: Duration) {
+        if !self.connected() {
+            return;
+        }
         let sample = Sample {
             data,
             duration,
@@ -318,6 +326,9 @@ impl PeerLink {
 
     /// Sends a compressed 20 ms audio packet.
     pub(crate) async fn write_audio(&self, data: Bytes) {
+        if !self.connected() {
+            return;
+        }
         let sample = Sample {
             data,
             duration: Duration::from_millis(20),

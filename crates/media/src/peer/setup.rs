@@ -114,5 +114,8 @@ pub(crate) fn settings() -> SettingEngine {
             Some(Duration::from_secs(10)),
             Some(Duration::from_secs(1)),
         )
+        // Check candidate pairs every 25 ms rather than 200: the first
+        // working pair is found (and the call connects) that much sooner.
+        .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(60))
         .build()
 }

@@ -62,6 +62,8 @@ pub struct Vp8Assembler {
     next: Option<u64>,
     /// Waiting for a key frame before anything can be decoded.
     need_key: bool,
+    /// A complete frame was dropped while waiting for a key frame.
+    dropped_for_key: bool,
     frames: u64,
     lost: u64,
 }
@@ -113,7 +115,14 @@ impl Vp8Assembler {
         while self.packets.len() > 2000 {
             self.packets.pop_first();
         }
-        self.try_complete()
+        match self.try_complete() {
+            // Frames arrive that cannot be decoded (we joined mid-stream, or
+            // the key frame was lost): ask for one.
+            Assembled::Pending if std::mem::take(&mut self.dropped_for_key) => {
+                Assembled::NeedKeyFrame
+            }
+            other => other,
+        }
     }
 
     fn lose(&mut self) -> Assembled {
@@ -179,6 +188,7 @@ impl Vp8Assembler {
         // In a key frame the first byte's lowest bit (P) is 0.
         let key = data.first().is_some_and(|b| b & 0x01 == 0);
         if self.need_key && !key {
+            self.dropped_for_key = true;
             return Assembled::Pending;
         }
         self.need_key = false;
@@ -293,7 +303,7 @@ mod tests {
         let mut a = Vp8Assembler::new();
         let mut seq = 0;
         let out = feed(&mut a, &mut seq, 1, &delta_frame(1, 50));
-        assert_eq!(out, vec![Assembled::Pending]);
+        assert_eq!(out, vec![Assembled::NeedKeyFrame], "and asks for one");
         let out = feed(&mut a, &mut seq, 2, &key_frame(2, 50));
         assert!(matches!(out[0], Assembled::Frame(_)));
     }
@@ -313,7 +323,7 @@ mod tests {
         assert_eq!(out, vec![Assembled::NeedKeyFrame]);
         assert_eq!(
             feed(&mut a, &mut seq, 4, &delta_frame(4, 50)),
-            vec![Assembled::Pending]
+            vec![Assembled::NeedKeyFrame]
         );
         let out = feed(&mut a, &mut seq, 5, &key_frame(5, 50));
         assert!(matches!(&out[0], Assembled::Frame(f) if f.key));

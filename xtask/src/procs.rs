@@ -1,0 +1,132 @@
+//! Starting the server and headless peers as processes and reading what
+//! they print.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// A JSON line a peer printed, with the peer's name.
+pub(crate) type Line = (String, Value);
+
+/// A running `beckon-server`.
+pub(crate) struct ServerProc {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl ServerProc {
+    /// Starts the server on a free loopback port with a database in `dir`.
+    pub(crate) fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin.join("beckon-server"))
+            .args(["--listen", "127.0.0.1:0", "--database"])
+            .arg(dir.join("beckon.db"))
+            .env(
+                "BECKON_LOG",
+                std::env::var("BECKON_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting beckon-server")?;
+        let out = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(out).lines();
+        let first = lines
+            .next()
+            .context("the server exited before listening")??;
+        let url = first.rsplit(' ').next().unwrap_or_default().to_string();
+        anyhow::ensure!(url.starts_with("ws"), "unexpected server output: {first}");
+        // Keep draining so the server never blocks on a full pipe.
+        thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Ok(Self { child, url })
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        // SIGTERM lets it close connections cleanly; kill if that fails.
+        let terminated = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a `beckon-peer` signed in as `user` (registering it), sending
+/// each JSON line it prints to `lines`.
+pub(crate) fn spawn_peer(
+    bin: &Path,
+    url: &str,
+    user: &str,
+    extra: &[&str],
+    lines: &mpsc::Sender<Line>,
+) -> anyhow::Result<Child> {
+    let mut child = Command::new(bin.join("beckon-peer"))
+        .args([
+            "--server",
+            url,
+            "--user",
+            user,
+            "--password",
+            "demo password",
+            "--register",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting beckon-peer {user}"))?;
+    let out = child.stdout.take().expect("piped");
+    let tx = lines.clone();
+    let name = user.to_string();
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send((name.clone(), v));
+            }
+        }
+    });
+    Ok(child)
+}
+
+/// Waits for `who` to print event `what`, handing every line read on the
+/// way to `seen`.
+pub(crate) fn wait_for(
+    rx: &mpsc::Receiver<Line>,
+    who: &str,
+    what: &str,
+    timeout: Duration,
+    mut seen: impl FnMut(&Line),
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen(&line);
+        if line.0 == who && line.1["event"] == what {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("{who} never reported {what}")
+}
+
+/// Where cargo puts binaries of `profile` (`debug` or `release`).
+pub(crate) fn bin_dir(profile: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target"))
+        .join(profile)
+}
+
+/// A fresh scratch directory under the system's temporary directory.
+pub(crate) fn scratch(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("beckon-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
