@@ -85,7 +85,9 @@ pub(crate) fn media_engine(
     .map_err(|e| rtc_err("Opus codec", e))?;
     let registry = configure_nack(Registry::new(), &mut me);
     let registry = configure_rtcp_reports(registry);
-    let gcc = ReportingGcc::new(800_000.0, 100_000.0, 4_000_000.0, target_bps);
+    // Start where a 640×480 or 720p call wants to be: starting low starves
+    // the encoder for the many seconds GCC takes to ramp up.
+    let gcc = ReportingGcc::new(1_500_000.0, 100_000.0, 4_000_000.0, target_bps);
     let registry = configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut me)
         .map_err(|e| rtc_err("congestion control", e))?;
     let registry = registry.with(Slot::from(14_000), FeedbackTap::default());

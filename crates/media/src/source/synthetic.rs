@@ -114,21 +114,25 @@ pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
 pub struct TestPattern {
     width: u32,
     height: u32,
+    /// The still background, drawn once: each frame copies it and draws
+    /// only what moves.
+    background: Vec<u8>,
 }
 
 impl TestPattern {
     /// A pattern of this size (even, at least 160×120).
     pub fn new(width: u32, height: u32) -> Self {
+        let (width, height) = (width & !1, height & !1);
         Self {
-            width: width & !1,
-            height: height & !1,
+            width,
+            height,
+            background: Self::background(width, height),
         }
     }
 
-    /// Frame `n`, stamped with `capture_us`.
-    pub fn frame(&mut self, n: u32, capture_us: u64) -> VideoFrame {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let mut data = vec![0u8; VideoFrame::i420_len(self.width, self.height)];
+    fn background(width: u32, height: u32) -> Vec<u8> {
+        let (w, h) = (width as usize, height as usize);
+        let mut data = vec![0u8; VideoFrame::i420_len(width, height)];
         let (y, uv) = data.split_at_mut(w * h);
         for (row, line) in y.chunks_exact_mut(w).enumerate() {
             for (col, px) in line.iter_mut().enumerate() {
@@ -136,13 +140,6 @@ impl TestPattern {
                 // motion comes from the box and the stamp.
                 *px = 16 + (((col + row) % 440) / 2) as u8;
             }
-        }
-        // A white box crossing the picture, for motion.
-        let side = h / 6;
-        let bx = (n as usize * 6) % (w - side).max(1);
-        let by = h / 2;
-        for row in by..(by + side).min(h) {
-            y[row * w + bx..row * w + bx + side].fill(235);
         }
         let (u, v) = uv.split_at_mut((w / 2) * (h / 2));
         for (row, (ul, vl)) in u
@@ -155,6 +152,21 @@ impl TestPattern {
                 ul[col] = [128, 90, 200, 60, 160, 110, 40, 220][band];
                 vl[col] = [128, 200, 90, 160, 60, 40, 220, 110][(band + row / 32) % 8];
             }
+        }
+        data
+    }
+
+    /// Frame `n`, stamped with `capture_us`.
+    pub fn frame(&mut self, n: u32, capture_us: u64) -> VideoFrame {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let mut data = self.background.clone();
+        let y = &mut data[..w * h];
+        // A white box crossing the picture, for motion.
+        let side = h / 6;
+        let bx = (n as usize * 6) % (w - side).max(1);
+        let by = h / 2;
+        for row in by..(by + side).min(h) {
+            y[row * w + bx..row * w + bx + side].fill(235);
         }
         // The stamp last, over everything.
         let b = block_size(self.width);
