@@ -586,7 +586,7 @@ impl Peer {
             fps: self.options.fps,
             udp_addrs: self.options.udp_addrs.clone(),
         };
-        let (session, events) = match media::MediaSession::start(
+        let (session, events, failures) = match media::MediaSession::start(
             &options,
             &self.client,
             call_id,
@@ -602,6 +602,9 @@ impl Peer {
                 return;
             }
         };
+        for e in failures {
+            log.line("device_failed", json!({ "message": e.to_string() }));
+        }
         if self.options.mic_off {
             session.media().set_mic(false);
         }

@@ -15,7 +15,9 @@ use beckon_media::sink::mixer::{AudioOutput, RecordingOutput};
 use beckon_media::sink::speaker::Speaker;
 use beckon_media::source::camera::Camera;
 use beckon_media::source::microphone::Microphone;
-use beckon_media::source::synthetic::{SyntheticCamera, ToneMicrophone, read_stamp, tone_for};
+use beckon_media::source::synthetic::{
+    Silence, SyntheticCamera, ToneMicrophone, read_stamp, tone_for,
+};
 use beckon_media::source::{AudioSource, VideoSource};
 use beckon_protocol::{CallId, CallKind, Signal, UserId};
 use serde_json::{Value, json};
@@ -144,27 +146,33 @@ impl MediaSession {
         call_id: CallId,
         kind: CallKind,
         accepted_at: Instant,
-    ) -> Result<(Self, UnboundedReceiver<MediaEvent>), MediaError> {
+    ) -> Result<(Self, UnboundedReceiver<MediaEvent>, Vec<MediaError>), MediaError> {
         let me = client
             .me()
             .ok_or_else(|| MediaError::Signaling("not signed in".into()))?;
         let mut config = CallConfig::new(me.clone(), kind);
         config.udp_addrs = options.udp_addrs.clone();
         config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
-        let camera = if kind == CallKind::Video {
-            open_camera(options)?
-        } else {
-            None
+        // A missing or busy device costs its own media only: the call goes
+        // on, receiving, and the failure is reported.
+        let mut failures = Vec::new();
+        let camera = match kind {
+            CallKind::Video => open_camera(options).unwrap_or_else(|e| {
+                failures.push(e);
+                None
+            }),
+            CallKind::Voice => None,
         };
+        let mic = open_mic(options, &me).unwrap_or_else(|e| {
+            failures.push(e);
+            Box::new(Silence::default())
+        });
+        let speaker = open_speaker(options).unwrap_or_else(|e| {
+            failures.push(e);
+            Box::new(RecordingOutput::default())
+        });
         let sink = Arc::new(StampSink::default());
-        let (media, events) = CallMedia::start(
-            config,
-            camera,
-            open_mic(options, &me)?,
-            sink.clone(),
-            open_speaker(options)?,
-            None,
-        )?;
+        let (media, events) = CallMedia::start(config, camera, mic, sink.clone(), speaker, None)?;
         let session = Self {
             call_id,
             media: Arc::new(media),
@@ -172,7 +180,7 @@ impl MediaSession {
             started: Instant::now(),
             since_accept: accepted_at,
         };
-        Ok((session, events))
+        Ok((session, events, failures))
     }
 
     pub(crate) fn media(&self) -> Arc<CallMedia> {

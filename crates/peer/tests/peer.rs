@@ -385,3 +385,70 @@ async fn peers_see_and_hear_each_other_through_the_server() {
         (Some(true), Some(true))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_devices_are_reported_and_the_call_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(&dir).await;
+    let url = server.url();
+    // This machine has no camera, and no microphone by that name.
+    let (bob, bob_task) = spawn_peer(media_options(
+        &url,
+        &[
+            "--user",
+            "bob",
+            "--hangup",
+            "stay",
+            "--exit-after-call",
+            "--camera",
+            "default",
+            "--mic",
+            "no-such-mic",
+        ],
+    ))
+    .await;
+    wait_for(&bob, "signed_in").await;
+    let (alice, alice_task) = spawn_peer(media_options(
+        &url,
+        &[
+            "--user",
+            "alice",
+            "--call",
+            "bob",
+            "--hold-secs",
+            "2",
+            "--exit-after-call",
+        ],
+    ))
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), alice_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), bob_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let failures: Vec<String> = bob
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "device_failed")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        failures.iter().any(|m| m.contains("camera not found")),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().any(|m| m.contains("microphone not found")),
+        "{failures:?}"
+    );
+    // Bob still sees and hears alice; alice sees nothing from bob, and hears silence.
+    let s = last_stats_of(&bob, "alice");
+    assert!(s["frames"].as_u64().unwrap() >= 20, "{s}");
+    let s = last_stats_of(&alice, "bob");
+    assert_eq!(s["frames"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["tone_hz"], Value::Null, "{s}");
+}

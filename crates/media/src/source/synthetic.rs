@@ -301,6 +301,39 @@ impl AudioSource for ToneMicrophone {
     }
 }
 
+/// Stands in for a microphone that is missing or failed: 20 ms of silence
+/// every 20 ms, so the call goes on and still hears the others.
+#[derive(Debug, Default)]
+pub struct Silence {
+    tone: ToneMicrophoneClock,
+}
+
+#[derive(Debug, Default)]
+struct ToneMicrophoneClock {
+    next: Option<Instant>,
+}
+
+impl AudioSource for Silence {
+    fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
+        let now = Instant::now();
+        let due = *self.tone.next.get_or_insert(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.tone.next = Some(
+            (due + Duration::from_millis(20)).max(Instant::now() - Duration::from_millis(100)),
+        );
+        Ok(AudioFrame {
+            samples: vec![0.0; FRAME_SAMPLES].into(),
+            timestamp_us: now_us(),
+        })
+    }
+
+    fn name(&self) -> String {
+        "No microphone".into()
+    }
+}
+
 /// Power of `frequency` in `samples` (Goertzel), normalised so that a sine of
 /// peak amplitude `a` gives about `a²/4`… scaled to the sine's RMS².
 pub fn goertzel(samples: &[f32], frequency: f32) -> f32 {
