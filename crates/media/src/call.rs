@@ -133,6 +133,10 @@ pub struct PeerStats {
     pub rtt_ms: Option<f64>,
     /// Share of our packets they lost, percent.
     pub loss_pct: f32,
+    /// Their packets that never reached us.
+    pub packets_lost: u64,
+    /// Interarrival jitter of their streams, ms.
+    pub jitter_ms: f64,
     /// What we send them, kbit/s.
     pub send_kbps: f64,
     /// What they send us, kbit/s.
@@ -475,6 +479,27 @@ impl CallMedia {
         }
     }
 
+    /// Continues the call's audio from another microphone.
+    pub fn switch_microphone(&self, microphone: Box<dyn AudioSource>) {
+        if let Some(sender) = self
+            .audio
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            sender.switch(microphone);
+        }
+    }
+
+    /// Plays the call through another speaker.
+    pub fn switch_speaker(&self, output: Box<dyn AudioOutput>) {
+        self.inner
+            .mixer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_output(output);
+    }
+
     /// Our microphone and camera, as members see them.
     pub fn local_state(&self) -> (bool, bool) {
         match self.inner.media_state() {
@@ -505,7 +530,8 @@ impl CallMedia {
             .stats();
         let mut out = Vec::new();
         for link in self.inner.links() {
-            let (sent, received, pair_rtt) = link.transport_stats().await;
+            let t = link.transport_stats().await;
+            let (sent, received, pair_rtt) = (t.bytes_sent, t.bytes_received, t.rtt_s);
             let now = Instant::now();
             let (send_kbps, recv_kbps) = {
                 let mut last = self
@@ -549,6 +575,8 @@ impl CallMedia {
                     pair_rtt.map(|s| s * 1000.0)
                 },
                 loss_pct: c.fraction_lost.load(Ordering::Relaxed) as f32 * 100.0 / 256.0,
+                packets_lost: t.packets_lost_in,
+                jitter_ms: t.jitter_ms,
                 send_kbps,
                 recv_kbps,
                 target_kbps: f64::from_bits(link.target_bps.load(Ordering::Relaxed)) / 1000.0,

@@ -218,25 +218,34 @@ fn video_loop(
 /// The microphone thread: capture, encode, send.
 #[derive(Debug)]
 pub struct AudioSender {
+    source: Arc<Mutex<Box<dyn AudioSource>>>,
     controls: Arc<SendControls>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for dyn AudioSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AudioSource({})", self.name())
+    }
 }
 
 impl AudioSender {
     /// Starts capturing from `source`.
     pub fn start(
-        mut source: Box<dyn AudioSource>,
+        source: Box<dyn AudioSource>,
         controls: Arc<SendControls>,
         sink: Arc<dyn EncodedSink>,
         events: SyncSender<PipelineEvent>,
     ) -> Result<Self, MediaError> {
         let mut encoder = OpusEncoder::new(32_000, 10)?;
-        let ctl = controls.clone();
+        let source = Arc::new(Mutex::new(source));
+        let (src, ctl) = (source.clone(), controls.clone());
         let thread = std::thread::Builder::new()
             .name("beckon-mic".into())
             .spawn(move || {
                 while !ctl.stop.load(Ordering::Relaxed) {
-                    let frame = match source.next_frame() {
+                    let frame = src.lock().unwrap_or_else(|p| p.into_inner()).next_frame();
+                    let frame = match frame {
                         Ok(f) => f,
                         Err(e) => {
                             let _ = events.try_send(PipelineEvent::DeviceFailed(e));
@@ -258,9 +267,20 @@ impl AudioSender {
             })
             .expect("spawning a thread");
         Ok(Self {
+            source,
             controls,
             thread: Some(thread),
         })
+    }
+
+    /// Switches to another microphone while the call runs.
+    pub fn switch(&self, source: Box<dyn AudioSource>) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = source;
+    }
+
+    /// The current microphone's name.
+    pub fn source_name(&self) -> String {
+        self.source.lock().unwrap_or_else(|p| p.into_inner()).name()
     }
 }
 

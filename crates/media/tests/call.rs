@@ -239,3 +239,46 @@ async fn an_ice_restart_from_either_side_keeps_media_flowing() {
     assert!(m[0].call.restart_ice(&uid("nobody")).is_err());
     close_all(m).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_microphone_and_speaker_mid_call_takes_effect() {
+    let _turn = support::exclusive().await;
+    let m = mesh(&["quin", "rex"], CallKind::Voice, (320, 240)).await;
+    eventually(15, "rex hears quin", || {
+        rms(&m[1].speaker.last(24_000)) > 0.1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        m[1].stats_of("quin").await.audio.unwrap().tone_hz,
+        Some(tone_for("quin"))
+    );
+    // Quin picks another microphone: rex now hears its tone.
+    let other = beckon_media::source::synthetic::ToneMicrophone::new(1900.0, 0.3);
+    m[0].call.switch_microphone(Box::new(other));
+    let rex = &m[1];
+    let mut heard = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        heard = rex.stats_of("quin").await.audio.and_then(|a| a.tone_hz);
+        if heard == Some(1900.0) {
+            break;
+        }
+    }
+    assert_eq!(heard, Some(1900.0));
+    // Rex picks another speaker: sound goes there, not to the old one.
+    let new_speaker = beckon_media::sink::mixer::RecordingOutput::default();
+    rex.call.switch_speaker(Box::new(new_speaker.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        rms(&new_speaker.last(12_000)) > 0.1,
+        "the new speaker plays"
+    );
+    let stats = rex.stats_of("quin").await;
+    assert!(
+        stats.jitter_ms < 50.0,
+        "jitter on loopback: {}",
+        stats.jitter_ms
+    );
+    close_all(m).await;
+}

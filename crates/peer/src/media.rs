@@ -244,6 +244,8 @@ impl MediaSession {
                     "tone_hz": p.audio.as_ref().and_then(|a| a.tone_hz),
                     "rtt_ms": p.rtt_ms.map(round2),
                     "loss_pct": round2(f64::from(p.loss_pct)),
+                    "packets_lost": p.packets_lost,
+                    "jitter_ms": round2(p.jitter_ms),
                     "send_kbps": p.send_kbps.round(),
                     "recv_kbps": p.recv_kbps.round(),
                     "target_kbps": p.target_kbps.round(),

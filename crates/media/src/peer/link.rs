@@ -73,6 +73,19 @@ pub(crate) struct LinkContext {
     pub(crate) pipeline_events: SyncSender<PipelineEvent>,
 }
 
+/// What webrtc-rs's stats say of one connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TransportStats {
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    /// Packets of theirs that never reached us.
+    pub(crate) packets_lost_in: u64,
+    /// Interarrival jitter of their streams, worst of audio and video, ms.
+    pub(crate) jitter_ms: f64,
+    /// The candidate pair's round-trip time, seconds.
+    pub(crate) rtt_s: Option<f64>,
+}
+
 /// Counters of one link, for stats.
 #[derive(Debug, Default)]
 pub(crate) struct LinkCounters {
@@ -341,22 +354,31 @@ impl PeerLink {
             .await;
     }
 
-    /// Bytes sent and received, and the candidate pair's round-trip time.
-    pub(crate) async fn transport_stats(&self) -> (u64, u64, Option<f64>) {
+    /// Transport counters from webrtc-rs's stats.
+    pub(crate) async fn transport_stats(&self) -> TransportStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        let (mut sent, mut received) = (0, 0);
+        let mut t = TransportStats::default();
         for o in report.outbound_rtp_streams() {
-            sent += o.sent_rtp_stream_stats.bytes_sent;
+            t.bytes_sent += o.sent_rtp_stream_stats.bytes_sent;
         }
         for i in report.inbound_rtp_streams() {
-            received += i.bytes_received;
+            t.bytes_received += i.bytes_received;
+            let r = &i.received_rtp_stream_stats;
+            t.packets_lost_in += r.packets_lost.max(0) as u64;
+            // webrtc-rs reports jitter in RTP timestamp units.
+            let clock = if r.rtp_stream_stats.kind.to_string() == "audio" {
+                48_000.0
+            } else {
+                90_000.0
+            };
+            t.jitter_ms = t.jitter_ms.max(r.jitter / clock * 1000.0);
         }
-        let rtt = report
+        t.rtt_s = report
             .candidate_pairs()
             .filter(|c| c.nominated && c.current_round_trip_time > 0.0)
             .map(|c| c.current_round_trip_time)
             .last();
-        (sent, received, rtt)
+        t
     }
 
     /// Closes the connection and stops the decode thread.

@@ -130,6 +130,11 @@ impl Mixer {
         Ok(())
     }
 
+    /// Plays into another device from now on.
+    pub fn set_output(&mut self, output: Box<dyn AudioOutput>) {
+        self.output = output;
+    }
+
     /// Forgets a member who left.
     pub fn remove(&mut self, who: &UserId) {
         self.members.remove(who);
