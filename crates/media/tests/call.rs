@@ -282,3 +282,65 @@ async fn switching_microphone_and_speaker_mid_call_takes_effect() {
     );
     close_all(m).await;
 }
+
+/// A client that speaks only H264: what it offers cannot be received.
+struct NoHandler;
+
+#[async_trait::async_trait]
+impl webrtc::peer_connection::PeerConnectionEventHandler for NoHandler {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_offering_only_an_unknown_codec_is_told_and_the_call_survives() {
+    use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+    use webrtc::peer_connection::{MediaEngine, PeerConnection, PeerConnectionBuilder};
+
+    let _turn = support::exclusive().await;
+    let m = mesh(&["sam", "tia"], CallKind::Video, (320, 240)).await;
+    eventually(15, "media flows", || m[1].seen("sam").frames >= 10).await;
+
+    let mut engine = MediaEngine::default();
+    let h264 = RTCRtpCodec {
+        mime_type: "video/H264".into(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+            .into(),
+        rtcp_feedback: vec![],
+    };
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: h264,
+                payload_type: 102,
+            },
+            RtpCodecKind::Video,
+        )
+        .unwrap();
+    let foreign = PeerConnectionBuilder::new()
+        .with_media_engine(engine)
+        .with_handler(std::sync::Arc::new(NoHandler))
+        .with_udp_addrs(vec!["127.0.0.1:0"])
+        .build()
+        .await
+        .unwrap();
+    foreign
+        .add_transceiver_from_kind(RtpCodecKind::Video, None)
+        .await
+        .unwrap();
+    let offer = foreign.create_offer(None).await.unwrap();
+    assert!(offer.sdp.contains("H264"));
+    let signal = beckon_protocol::Signal::Offer {
+        sdp: offer.sdp.parse().unwrap(),
+    };
+    m[0].call.on_signal(&uid("ulf"), signal).await.unwrap();
+    eventually(10, "the unsupported offer is reported", || {
+        m[0].events.lock().unwrap().iter().any(|e| {
+            matches!(e, MediaEvent::Rejected { from, error } if from == &uid("ulf") && error.to_string().contains("video without VP8"))
+        })
+    })
+    .await;
+    let _ = foreign.close().await;
+    let n = m[1].seen("sam").frames;
+    eventually(10, "sam and tia go on", || m[1].seen("sam").frames > n + 20).await;
+    close_all(m).await;
+}

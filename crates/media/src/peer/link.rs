@@ -579,6 +579,13 @@ impl Negotiator {
     }
 
     async fn on_description(&mut self, is_offer: bool, sdp: String) -> Result<(), MediaError> {
+        if let Some(problem) = unsupported_media(&sdp) {
+            // Not fatal: whatever we do share still flows.
+            let _ = self.ctx.events.send(LinkEvent::Rejected {
+                from: self.user.clone(),
+                error: MediaError::Signaling(problem),
+            });
+        }
         let desc = if is_offer {
             RTCSessionDescription::offer(sdp)
         } else {
@@ -625,6 +632,32 @@ impl Negotiator {
         }
         Ok(())
     }
+}
+
+/// What in a session description we cannot receive: a video section
+/// without VP8, or an audio section without Opus.
+fn unsupported_media(sdp: &str) -> Option<String> {
+    let mut problems = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let kind = section.split_whitespace().next().unwrap_or("");
+        let rejected = section.split_whitespace().nth(1) == Some("0");
+        let has = |codec: &str| {
+            section
+                .lines()
+                .any(|l| l.starts_with("a=rtpmap:") && l.contains(codec))
+        };
+        match kind {
+            "video" if !rejected && !has(" VP8/") => problems.push("video without VP8"),
+            "audio" if !rejected && !has(" opus/") => problems.push("audio without Opus"),
+            _ => {}
+        }
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "unsupported media offered ({}); it is not received",
+            problems.join(", ")
+        )
+    })
 }
 
 /// Reads a remote track: VP8 frames go to the decoder, Opus packets to the
@@ -757,4 +790,27 @@ fn ntp_mid32_now() -> u32 {
     let secs = d.as_secs() + 2_208_988_800;
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
     (((secs & 0xffff) << 16) | (frac >> 16)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsupported_media;
+
+    #[test]
+    fn sections_without_our_codecs_are_named() {
+        let ok = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(unsupported_media(ok), None);
+        let h264 = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n";
+        assert!(
+            unsupported_media(h264)
+                .unwrap()
+                .contains("video without VP8")
+        );
+        let rejected = "v=0\r\nm=video 0 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n";
+        assert_eq!(
+            unsupported_media(rejected),
+            None,
+            "a rejected section is not a problem"
+        );
+    }
 }
