@@ -2,16 +2,14 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, StreamTrait};
 
 use crate::MediaError;
 use crate::frame::SAMPLE_RATE;
 use crate::source::microphone::{device_error, find_device};
+use crate::source::stream_thread::StreamThread;
 
 /// The most audio the speaker holds before it drops the oldest: more would
 /// only add delay.
@@ -31,9 +29,7 @@ struct Queue {
 #[derive(Debug)]
 pub struct Speaker {
     queue: Arc<Mutex<Queue>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    name: String,
+    stream: StreamThread,
     muted: Arc<AtomicBool>,
 }
 
@@ -41,49 +37,22 @@ impl Speaker {
     /// Opens the speaker with this id, or the default one.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
         let queue = Arc::new(Mutex::new(Queue::default()));
-        let stop = Arc::new(AtomicBool::new(false));
         let muted = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = sync_channel(1);
-        let (q, stopped, mute) = (queue.clone(), stop.clone(), muted.clone());
+        let (q, mute) = (queue.clone(), muted.clone());
         let id = id.map(str::to_owned);
-        let thread = std::thread::Builder::new()
-            .name("beckon-speaker".into())
-            .spawn(move || {
-                let stream = match start_playout(id.as_deref(), q, mute) {
-                    Ok((stream, name)) => {
-                        let _ = ready_tx.send(Ok(name));
-                        stream
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while !stopped.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(Duration::from_millis(100));
-                }
-                drop(stream);
-            })
-            .map_err(|e| MediaError::DeviceBusy {
-                kind: "speaker",
-                detail: e.to_string(),
-            })?;
-        let name = ready_rx.recv().map_err(|_| MediaError::DeviceLost {
-            kind: "speaker",
-            detail: "playout thread died".into(),
-        })??;
+        let stream = StreamThread::spawn("beckon-speaker", "speaker", move || {
+            start_playout(id.as_deref(), q, mute)
+        })?;
         Ok(Self {
             queue,
-            stop,
-            thread: Some(thread),
-            name,
+            stream,
             muted,
         })
     }
 
     /// The device's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.stream.name
     }
 
     /// Queues 48 kHz mono samples for playing.
@@ -106,16 +75,6 @@ impl Speaker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .underruns
-    }
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
     }
 }
 

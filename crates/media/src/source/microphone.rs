@@ -1,10 +1,7 @@
 //! Microphones through cpal: any device, sample format, channel count and
 //! rate in; 20 ms frames of 48 kHz mono out.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -13,6 +10,7 @@ use rubato::{FftFixedOut, Resampler};
 use crate::MediaError;
 use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE, now_us};
 use crate::source::AudioSource;
+use crate::source::stream_thread::StreamThread;
 
 /// An audio device as the user picks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,9 +192,7 @@ impl Framer {
 #[derive(Debug)]
 pub struct Microphone {
     rx: Receiver<Result<AudioFrame, MediaError>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    name: String,
+    stream: StreamThread,
     started: bool,
 }
 
@@ -204,41 +200,13 @@ impl Microphone {
     /// Opens the microphone with this id, or the default one.
     pub fn open(id: Option<&str>) -> Result<Self, MediaError> {
         let (tx, rx) = sync_channel(10);
-        let (ready_tx, ready_rx) = sync_channel(1);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
         let id = id.map(str::to_owned);
-        let thread = std::thread::Builder::new()
-            .name("beckon-mic".into())
-            .spawn(move || {
-                let stream = match start_capture(id.as_deref(), tx) {
-                    Ok((stream, name)) => {
-                        let _ = ready_tx.send(Ok(name));
-                        stream
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                while !stopped.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(Duration::from_millis(100));
-                }
-                drop(stream);
-            })
-            .map_err(|e| MediaError::DeviceBusy {
-                kind: "microphone",
-                detail: e.to_string(),
-            })?;
-        let name = ready_rx.recv().map_err(|_| MediaError::DeviceLost {
-            kind: "microphone",
-            detail: "capture thread died".into(),
-        })??;
+        let stream = StreamThread::spawn("beckon-mic-device", "microphone", move || {
+            start_capture(id.as_deref(), tx)
+        })?;
         Ok(Self {
             rx,
-            stop,
-            thread: Some(thread),
-            name,
+            stream,
             started: false,
         })
     }
@@ -332,17 +300,7 @@ impl AudioSource for Microphone {
     }
 
     fn name(&self) -> String {
-        self.name.clone()
-    }
-}
-
-impl Drop for Microphone {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
+        self.stream.name.clone()
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod camera;
 pub mod microphone;
+pub(crate) mod stream_thread;
 pub mod synthetic;
 
 use crate::MediaError;
