@@ -282,6 +282,7 @@ impl CallManager {
                 call_id,
                 reason,
                 by,
+                ..
             } if self.is_current(call_id) => {
                 self.set_current(None);
                 self.notices.push_back(Notice::CallEnded {

@@ -8,9 +8,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let options = Options::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("BECKON_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("BECKON_LOG").unwrap_or_else(|_| {
+            EnvFilter::new("warn,rtc=error,rtc_ice=error,rtc_dtls=error,webrtc=error")
+        }))
         .with_writer(std::io::stderr)
         .init();
     match run(options, std::io::stdout()).await {

@@ -524,6 +524,9 @@ pub enum Event {
         /// Who caused it, when someone did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<UserId>,
+        /// What the member who ended the call attached to `end`.
+        #[serde(default, skip_serializing_if = "ExtendedData::is_empty")]
+        extended_data: ExtendedData,
     },
     /// Media signaling from another member.
     Signal {

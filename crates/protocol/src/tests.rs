@@ -91,8 +91,9 @@ fn server_messages_round_trip() {
         ServerMessage::Event {
             event: Event::CallEnded {
                 call_id,
-                reason: Reason::Timeout,
-                by: None,
+                reason: Reason::Ended,
+                by: Some(user("bob")),
+                extended_data: ExtendedData::try_from("bye").unwrap(),
             },
         },
         ServerMessage::Reply {

@@ -434,6 +434,7 @@ fn events_about_other_calls_are_ignored() {
         call_id: stranger,
         reason: Reason::Ended,
         by: None,
+        extended_data: Default::default(),
     });
     assert_eq!(m.poll_notice(), None);
     assert!(!m.is_busy());

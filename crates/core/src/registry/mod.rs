@@ -1292,10 +1292,18 @@ impl Registry {
                 }
             }
         }
+        // What `end` attached goes out with the end; other endings carried
+        // their data in the member change before.
+        let extended_data = by
+            .filter(|_| reason == Reason::Ended)
+            .and_then(|u| call.member(u))
+            .map(|m| m.extended_data.clone())
+            .unwrap_or_default();
         let msg = event(Event::CallEnded {
             call_id: call_id.clone(),
             reason,
             by: by.cloned(),
+            extended_data,
         });
         for (u, d) in told {
             self.send(&u, &d, msg.clone());

@@ -862,10 +862,23 @@ fn end_ends_the_call_for_every_member() {
     for u in ["alice", "bob", "carol", "dave"] {
         h.events(u);
     }
-    assert_eq!(h.end("carol", &call).unwrap(), Reply::Done);
+    let end = CallRequest::End {
+        call_id: call.clone(),
+        extended_data: ExtendedData::try_from("see you").unwrap(),
+    };
+    assert_eq!(h.req("carol", end).unwrap(), Reply::Done);
     for u in ["alice", "bob", "carol", "dave"] {
         let ev = h.events(u);
         assert_eq!(ended(&ev), Some(Reason::Ended), "{u}");
+        let data = ev.iter().find_map(|e| match e {
+            Event::CallEnded { extended_data, .. } => Some(extended_data.as_str().to_owned()),
+            _ => None,
+        });
+        assert_eq!(
+            data.as_deref(),
+            Some("see you"),
+            "{u} gets what carol attached"
+        );
     }
     assert_eq!(h.reg.live_calls(), 0);
     let outcomes: HashMap<_, _> = h.records[0].members.iter().cloned().collect();
