@@ -87,24 +87,12 @@ impl Vp8Assembler {
         self.lost
     }
 
-    fn unwrap(&self, seq: u16) -> u64 {
-        let Some(h) = self.highest else {
-            return u64::from(seq) + (1 << 16);
-        };
-        let base = h & !0xffff;
-        [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
-            .into_iter()
-            .map(|b| b + u64::from(seq))
-            .min_by_key(|v| v.abs_diff(h))
-            .expect("three candidates")
-    }
-
     /// Adds one RTP packet's payload.
     pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Assembled {
         let Some((start, header)) = descriptor(payload) else {
             return self.lose();
         };
-        let s = self.unwrap(seq);
+        let s = crate::rtp::extend_seq(self.highest, seq);
         if self.next.is_some_and(|n| s < n) {
             return Assembled::Pending; // late duplicate of something done
         }

@@ -94,23 +94,9 @@ impl JitterBuffer {
         self.late
     }
 
-    /// Extends a 16-bit sequence number to 64 bits, near the highest seen.
-    fn unwrap(&self, seq: u16) -> u64 {
-        let Some(h) = self.highest else {
-            return u64::from(seq) + (1 << 16);
-        };
-        let base = h & !0xffff;
-        let candidates = [base.wrapping_sub(1 << 16), base, base + (1 << 16)];
-        candidates
-            .into_iter()
-            .map(|b| b + u64::from(seq))
-            .min_by_key(|v| v.abs_diff(h))
-            .expect("three candidates")
-    }
-
     /// Adds an arriving packet.
     pub fn push(&mut self, seq: u16, payload: Vec<u8>) {
-        let s = self.unwrap(seq);
+        let s = crate::rtp::extend_seq(self.highest, seq);
         if self.next.is_some_and(|n| s < n) {
             self.late += 1;
             return;

@@ -188,13 +188,48 @@ impl TestPattern {
     }
 }
 
+/// Paces a synthetic source in real time.
+#[derive(Debug)]
+struct FrameClock {
+    period: Duration,
+    /// How far behind real time it may fall and still catch up in a burst
+    /// (audio keeps its 20 ms cadence through short stalls; video skips).
+    catch_up: Duration,
+    next: Option<Instant>,
+}
+
+impl FrameClock {
+    fn new(period: Duration, catch_up: Duration) -> Self {
+        Self {
+            period,
+            catch_up,
+            next: None,
+        }
+    }
+
+    /// Sleeps until the next frame is due.
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let due = *self.next.get_or_insert(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.next = Some((due + self.period).max(Instant::now() - self.catch_up));
+    }
+}
+
+/// 20 ms of audio, with up to 100 ms of catch-up after a stall.
+fn audio_clock() -> FrameClock {
+    FrameClock::new(Duration::from_millis(20), Duration::from_millis(100))
+}
+
 /// A camera that films the test pattern at a steady frame rate.
 #[derive(Debug)]
 pub struct SyntheticCamera {
     pattern: TestPattern,
     fps: u32,
     n: u32,
-    next: Option<Instant>,
+    clock: FrameClock,
     name: String,
 }
 
@@ -205,7 +240,8 @@ impl SyntheticCamera {
             pattern: TestPattern::new(width, height),
             fps: fps.max(1),
             n: 0,
-            next: None,
+            // Skip ahead rather than burst after a stall.
+            clock: FrameClock::new(Duration::from_secs(1) / fps.max(1), Duration::ZERO),
             name: format!("Test pattern {width}×{height}"),
         }
     }
@@ -213,14 +249,7 @@ impl SyntheticCamera {
 
 impl VideoSource for SyntheticCamera {
     fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
-        let period = Duration::from_secs(1) / self.fps;
-        let now = Instant::now();
-        let due = *self.next.get_or_insert(now);
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        // Skip ahead rather than burst after a stall.
-        self.next = Some((due + period).max(Instant::now()));
+        self.clock.wait();
         let frame = self.pattern.frame(self.n, now_us());
         self.n = self.n.wrapping_add(1);
         Ok(frame)
@@ -252,7 +281,7 @@ pub struct ToneMicrophone {
     frequency: f32,
     amplitude: f32,
     phase: f32,
-    next: Option<Instant>,
+    clock: FrameClock,
 }
 
 impl ToneMicrophone {
@@ -262,7 +291,7 @@ impl ToneMicrophone {
             frequency,
             amplitude,
             phase: 0.0,
-            next: None,
+            clock: audio_clock(),
         }
     }
 
@@ -285,14 +314,7 @@ impl ToneMicrophone {
 
 impl AudioSource for ToneMicrophone {
     fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
-        let now = Instant::now();
-        let due = *self.next.get_or_insert(now);
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        self.next = Some(
-            (due + Duration::from_millis(20)).max(Instant::now() - Duration::from_millis(100)),
-        );
+        self.clock.wait();
         Ok(self.generate())
     }
 
@@ -303,26 +325,22 @@ impl AudioSource for ToneMicrophone {
 
 /// Stands in for a microphone that is missing or failed: 20 ms of silence
 /// every 20 ms, so the call goes on and still hears the others.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Silence {
-    tone: ToneMicrophoneClock,
+    clock: FrameClock,
 }
 
-#[derive(Debug, Default)]
-struct ToneMicrophoneClock {
-    next: Option<Instant>,
+impl Default for Silence {
+    fn default() -> Self {
+        Self {
+            clock: audio_clock(),
+        }
+    }
 }
 
 impl AudioSource for Silence {
     fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
-        let now = Instant::now();
-        let due = *self.tone.next.get_or_insert(now);
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        self.tone.next = Some(
-            (due + Duration::from_millis(20)).max(Instant::now() - Duration::from_millis(100)),
-        );
+        self.clock.wait();
         Ok(AudioFrame {
             samples: vec![0.0; FRAME_SAMPLES].into(),
             timestamp_us: now_us(),
