@@ -48,3 +48,14 @@ pub const MIN_RING_TIMEOUT_SECS: u32 = 1;
 pub const MAX_RING_TIMEOUT_SECS: u32 = 600;
 /// Default cap on members in one call (server-configurable).
 pub const DEFAULT_MAX_CALL_MEMBERS: usize = 10;
+
+/// Refuses a request that names more than [`MAX_USERS_PER_REQUEST`] users.
+pub fn check_user_count(n: usize) -> Result<(), crate::ErrorBody> {
+    if n > MAX_USERS_PER_REQUEST {
+        return Err(crate::ErrorBody::new(
+            crate::ErrorCode::Invalid,
+            format!("name at most {MAX_USERS_PER_REQUEST} users at once"),
+        ));
+    }
+    Ok(())
+}

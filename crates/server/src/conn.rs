@@ -330,7 +330,7 @@ impl<H: Hub> Conn<H> {
                 }
             }
             Request::GetUsers { users } => {
-                check_count(users.len())?;
+                limits::check_user_count(users.len())?;
                 let asked = users.clone();
                 let rows = store
                     .run(move |s| s.users(&asked))
@@ -427,7 +427,7 @@ impl<H: Hub> Conn<H> {
                 timeout_secs,
                 extended_data,
             } => {
-                check_count(users.len())?;
+                limits::check_user_count(users.len())?;
                 let (users, unknown) = self.split_known(users).await?;
                 CallRequest::Invite {
                     call_id: auth::new_call_id(),
@@ -439,7 +439,7 @@ impl<H: Hub> Conn<H> {
                 }
             }
             Request::Add { call_id, users } => {
-                check_count(users.len())?;
+                limits::check_user_count(users.len())?;
                 let (users, unknown) = self.split_known(users).await?;
                 CallRequest::Add {
                     call_id,
@@ -761,19 +761,6 @@ fn check_version(version: u32) -> Result<(), ErrorBody> {
             format!(
                 "this server speaks protocol version {}, the client {version}; update the app",
                 beckon_protocol::PROTOCOL_VERSION
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_count(n: usize) -> Result<(), ErrorBody> {
-    if n > limits::MAX_USERS_PER_REQUEST {
-        return Err(ErrorBody::new(
-            ErrorCode::Invalid,
-            format!(
-                "name at most {} users at once",
-                limits::MAX_USERS_PER_REQUEST
             ),
         ));
     }

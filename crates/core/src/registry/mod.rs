@@ -1437,16 +1437,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn check_user_count(n: usize) -> Result<(), Failure> {
-    if n > limits::MAX_USERS_PER_REQUEST {
-        return Err((
-            ErrorCode::Invalid,
-            format!(
-                "name at most {} users at once",
-                limits::MAX_USERS_PER_REQUEST
-            ),
-        ));
-    }
-    Ok(())
+    limits::check_user_count(n).map_err(|e| (e.code, e.message))
 }
 
 fn busy_self() -> Failure {
