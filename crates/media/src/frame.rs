@@ -37,14 +37,15 @@ impl VideoFrame {
 
     /// A frame from I420 bytes; `None` when the size does not match.
     pub fn new(width: u32, height: u32, data: Vec<u8>, timestamp_us: u64) -> Option<Self> {
-        (width % 2 == 0 && height % 2 == 0 && data.len() == Self::i420_len(width, height)).then(
-            || Self {
-                width,
-                height,
-                data: data.into(),
-                timestamp_us,
-            },
-        )
+        (width.is_multiple_of(2)
+            && height.is_multiple_of(2)
+            && data.len() == Self::i420_len(width, height))
+        .then(|| Self {
+            width,
+            height,
+            data: data.into(),
+            timestamp_us,
+        })
     }
 
     /// The luma plane.

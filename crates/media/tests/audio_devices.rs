@@ -129,11 +129,11 @@ fn the_microphone_captures_a_tone_played_into_the_sink() {
         assert_eq!(frame.samples.len(), FRAME_SAMPLES);
         window.extend_from_slice(&frame.samples);
         if window.len() >= 10 * FRAME_SAMPLES {
-            if let Some((f, share)) = detect_tone(&window, &CANDIDATES) {
-                if share > 0.8 {
-                    heard = Some((f, rms(&window)));
-                    break;
-                }
+            if let Some((f, share)) = detect_tone(&window, &CANDIDATES)
+                && share > 0.8
+            {
+                heard = Some((f, rms(&window)));
+                break;
             }
             window.clear();
         }
@@ -181,11 +181,12 @@ fn the_speaker_plays_into_the_sink_whose_monitor_we_read() {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        if let Some((f, share)) = detect_tone(&samples, &CANDIDATES) {
-            if share > 0.8 && rms(&samples) > 0.2 {
-                heard = Some(f);
-                break;
-            }
+        if let Some((f, share)) = detect_tone(&samples, &CANDIDATES)
+            && share > 0.8
+            && rms(&samples) > 0.2
+        {
+            heard = Some(f);
+            break;
         }
     }
     let _ = recorder.kill();

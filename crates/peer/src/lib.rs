@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use beckon_media::call::MediaEvent;
 
+pub mod echo;
 mod media;
 
 /// What the peer does when someone rings it.

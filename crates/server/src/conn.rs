@@ -237,10 +237,10 @@ impl<H: Hub> Conn<H> {
             }
         };
         let id = msg.id;
-        if let Some(s) = &self.signed {
-            if s.expires_at < unix_ms() {
-                return Next::Close(SessionCloseReason::Expired);
-            }
+        if let Some(s) = &self.signed
+            && s.expires_at < unix_ms()
+        {
+            return Next::Close(SessionCloseReason::Expired);
         }
         match self.on_request(id, msg.request).await {
             Ok(Some(reply)) => {

@@ -230,15 +230,15 @@ impl HubTask {
                 done,
             } => {
                 let devices = self.conns.entry(user.clone()).or_default();
-                if let Some((old, old_box)) = devices.insert(device.clone(), (conn, outbox)) {
-                    if old != conn {
-                        let _ = old_box.tx.try_send(ServerMessage::Event {
-                            event: Event::SessionClosed {
-                                reason: SessionCloseReason::Replaced,
-                            },
-                        });
-                        old_box.close.notify_one();
-                    }
+                if let Some((old, old_box)) = devices.insert(device.clone(), (conn, outbox))
+                    && old != conn
+                {
+                    let _ = old_box.tx.try_send(ServerMessage::Event {
+                        event: Event::SessionClosed {
+                            reason: SessionCloseReason::Replaced,
+                        },
+                    });
+                    old_box.close.notify_one();
                 }
                 let came_online = self.recount(&user);
                 self.registry.handle(now, Input::Online { user, device });

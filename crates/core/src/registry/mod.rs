@@ -1086,10 +1086,11 @@ impl Registry {
             Some(device.clone()),
             Some(extended_data),
         );
-        if let Some(call) = self.calls.get_mut(call_id) {
-            if call.connected_at.is_none() && call.accepted_count() >= 2 {
-                call.connected_at = Some(now);
-            }
+        if let Some(call) = self.calls.get_mut(call_id)
+            && call.connected_at.is_none()
+            && call.accepted_count() >= 2
+        {
+            call.connected_at = Some(now);
         }
     }
 

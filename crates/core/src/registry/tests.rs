@@ -1552,9 +1552,8 @@ mod prop {
                             timeout_secs: Some(20),
                             extended_data: ExtendedData::default(),
                         });
-                        if let Ok(Reply::Invitation { call, .. }) = r {
-                            if !calls.contains(&call.call_id) { calls.push(call.call_id) }
-                        }
+                        if let Ok(Reply::Invitation { call, .. }) = r
+                            && !calls.contains(&call.call_id) { calls.push(call.call_id) }
                     }
                     op => {
                         let (u, d) = match &op {

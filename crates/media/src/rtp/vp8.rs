@@ -127,14 +127,15 @@ impl Vp8Assembler {
             return Assembled::Pending;
         };
         let in_order = self.next.is_none_or(|n| n == first);
-        if in_order && start {
-            if let Some(end) = self.run_end(first) {
-                return match self.emit(first, end) {
-                    // Dropped while waiting for a key frame: maybe one is next.
-                    Assembled::Pending => self.try_complete(),
-                    done => done,
-                };
-            }
+        if in_order
+            && start
+            && let Some(end) = self.run_end(first)
+        {
+            return match self.emit(first, end) {
+                // Dropped while waiting for a key frame: maybe one is next.
+                Assembled::Pending => self.try_complete(),
+                done => done,
+            };
         }
         match self.complete_run_from_any_start() {
             Some(s) if s != first || !in_order => {

@@ -562,19 +562,16 @@ fn open_device(
         }
     };
     let current = camera_mode(&camera.camera_format());
-    if let Some(best) = choose_mode(&modes, width, height, fps) {
-        if best != current {
-            if let Some(format) = frame_format(best.format) {
-                let wanted =
-                    CameraFormat::new(Resolution::new(best.width, best.height), format, best.fps);
-                let formats = [format];
-                let request =
-                    RequestedFormat::with_formats(RequestedFormatType::Exact(wanted), &formats);
-                if let Err(e) = camera.set_camera_requset(request) {
-                    // The mode it has will do: everything gets scaled.
-                    tracing::warn!(camera = id, mode = ?best, "camera refused mode: {e}");
-                }
-            }
+    if let Some(best) = choose_mode(&modes, width, height, fps)
+        && best != current
+        && let Some(format) = frame_format(best.format)
+    {
+        let wanted = CameraFormat::new(Resolution::new(best.width, best.height), format, best.fps);
+        let formats = [format];
+        let request = RequestedFormat::with_formats(RequestedFormatType::Exact(wanted), &formats);
+        if let Err(e) = camera.set_camera_requset(request) {
+            // The mode it has will do: everything gets scaled.
+            tracing::warn!(camera = id, mode = ?best, "camera refused mode: {e}");
         }
     }
     camera.open_stream().map_err(|e| open_error(&e, id))?;
@@ -586,7 +583,7 @@ fn open_device(
 /// Bytes from one row to the next, when a frame is larger than tightly
 /// packed rows (drivers pad rows); 0 (packed) otherwise.
 fn stride_of(len: usize, rows: usize, row_bytes: usize) -> usize {
-    if rows > 0 && len % rows == 0 && len / rows > row_bytes {
+    if rows > 0 && len.is_multiple_of(rows) && len / rows > row_bytes {
         len / rows
     } else {
         0

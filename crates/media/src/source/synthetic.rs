@@ -190,7 +190,7 @@ impl TestPattern {
 
 /// Paces a synthetic source in real time.
 #[derive(Debug)]
-struct FrameClock {
+pub struct FrameClock {
     period: Duration,
     /// How far behind real time it may fall and still catch up in a burst
     /// (audio keeps its 20 ms cadence through short stalls; video skips).
@@ -199,7 +199,9 @@ struct FrameClock {
 }
 
 impl FrameClock {
-    fn new(period: Duration, catch_up: Duration) -> Self {
+    /// A clock ticking every `period`, catching up after stalls shorter
+    /// than `catch_up`.
+    pub fn new(period: Duration, catch_up: Duration) -> Self {
         Self {
             period,
             catch_up,
@@ -208,7 +210,7 @@ impl FrameClock {
     }
 
     /// Sleeps until the next frame is due.
-    fn wait(&mut self) {
+    pub fn wait(&mut self) {
         let now = Instant::now();
         let due = *self.next.get_or_insert(now);
         if due > now {
@@ -219,7 +221,7 @@ impl FrameClock {
 }
 
 /// 20 ms of audio, with up to 100 ms of catch-up after a stall.
-fn audio_clock() -> FrameClock {
+pub fn audio_clock() -> FrameClock {
     FrameClock::new(Duration::from_millis(20), Duration::from_millis(100))
 }
 

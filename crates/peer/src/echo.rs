@@ -1,0 +1,384 @@
+//! The echo test contact: a user that answers every call by itself and
+//! sends each caller's own video and audio back, so one person alone can
+//! check their camera, microphone and speakers.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let echo = beckon_peer::echo::Echo::start(
+//!     "ws://127.0.0.1:7600/ws".into(),
+//!     "echo".parse()?,
+//!     "a long random password".parse()?,
+//! ).await?;
+//! // … later
+//! echo.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use beckon_client::{Client, ClientConfig, ClientError, ClientEvent, Credentials};
+use beckon_core::manager::Notice;
+use beckon_media::MediaError;
+use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+use beckon_media::frame::{AudioFrame, FRAME_SAMPLES, VideoFrame, now_us};
+use beckon_media::pipeline::VideoSink;
+use beckon_media::sink::mixer::AudioOutput;
+use beckon_media::source::synthetic::{FrameClock, audio_clock};
+use beckon_media::source::{AudioSource, SourceInfo, VideoSource};
+use beckon_protocol::{
+    CallId, CallKind, DeviceId, ErrorCode, MemberState, Password, RejectReason, UserId,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+
+/// Shown name of the echo contact.
+pub const DISPLAY_NAME: &str = "Echo test";
+
+/// The longest an echo call lasts; nobody needs to talk to themselves longer.
+const MAX_CALL: Duration = Duration::from_secs(10 * 60);
+
+/// A running echo contact.
+#[derive(Debug)]
+pub struct Echo {
+    task: JoinHandle<()>,
+    client: Client,
+}
+
+impl Echo {
+    /// Signs in as `user` on `server` (creating the account the first time)
+    /// and starts answering calls.
+    pub async fn start(server: String, user: UserId, password: Password) -> anyhow::Result<Self> {
+        let device: DeviceId = "echo".parse().context("device id")?;
+        let login = Credentials::login(user.clone(), password.clone());
+        let (client, events) =
+            match Client::connect(ClientConfig::new(&server, device.clone(), login)).await {
+                Ok(pair) => pair,
+                Err(ClientError::SignIn(e)) if e.code == ErrorCode::Unauthorized => {
+                    let register = Credentials::Register {
+                        user,
+                        password,
+                        display_name: DISPLAY_NAME.parse().context("display name")?,
+                    };
+                    Client::connect(ClientConfig::new(&server, device, register))
+                        .await
+                        .context("creating the echo account")?
+                }
+                Err(e) => return Err(e).context("signing the echo contact in"),
+            };
+        let task = tokio::spawn(run(client.clone(), events));
+        Ok(Self { task, client })
+    }
+
+    /// Hangs up and signs out.
+    pub async fn stop(self) {
+        if let Some(call) = self.client.current_call() {
+            let _ = self.client.end(call.info.call_id).await;
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// One echo call's media.
+struct EchoCall {
+    call_id: CallId,
+    media: CallMedia,
+    events: UnboundedReceiver<MediaEvent>,
+    ends_at: tokio::time::Instant,
+}
+
+async fn run(client: Client, mut events: tokio::sync::mpsc::Receiver<ClientEvent>) {
+    let mut call: Option<EchoCall> = None;
+    loop {
+        let ends_at = call.as_ref().map(|c| c.ends_at);
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                on_event(&client, &mut call, event).await;
+            }
+            Some(event) = next_media_event(&mut call) => {
+                if let (Some(c), MediaEvent::Signal { to, signal }) = (&call, event)
+                    && let Err(e) = client.signal(c.call_id.clone(), to, signal).await {
+                        tracing::debug!(error = %e, "echo: a signal was not sent");
+                    }
+            }
+            () = sleep_until(ends_at) => {
+                if let Some(c) = &call {
+                    let _ = client.end(c.call_id.clone()).await;
+                }
+            }
+        }
+    }
+    if let Some(c) = call.take() {
+        c.media.close().await;
+    }
+}
+
+async fn on_event(client: &Client, call: &mut Option<EchoCall>, event: ClientEvent) {
+    match event {
+        ClientEvent::Notice(Notice::IncomingReceived { call: info, .. }) => {
+            let result = if call.is_some() {
+                client.reject(info.call_id, RejectReason::Busy).await
+            } else {
+                client.accept(info.call_id).await.map(drop)
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "echo: could not answer");
+            }
+        }
+        ClientEvent::Notice(Notice::CallStarted { call_id }) if call.is_none() => {
+            match start_media(client, call_id.clone()).await {
+                Ok(c) => *call = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "echo: media failed to start");
+                    let _ = client.end(call_id).await;
+                }
+            }
+        }
+        ClientEvent::Notice(Notice::MemberChanged { change }) => {
+            let ours = call.as_ref().is_some_and(|c| c.call_id == change.call_id);
+            if ours && change.state != MemberState::Accepted && !change.state.is_pending() {
+                // The caller left: an echo alone has nothing to do.
+                let _ = client.end(change.call_id).await;
+            }
+        }
+        ClientEvent::Notice(Notice::CallEnded { call_id, .. })
+        | ClientEvent::Notice(Notice::EndedWhileOffline { call_id }) => {
+            if let Some(c) = call.take_if(|c| c.call_id == call_id) {
+                c.media.close().await;
+            }
+        }
+        ClientEvent::Signal {
+            call_id,
+            from,
+            signal,
+        } => {
+            if let Some(c) = call.as_ref().filter(|c| c.call_id == call_id)
+                && let Err(e) = c.media.on_signal(&from, signal).await
+            {
+                tracing::debug!(error = %e, "echo: signal refused");
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn start_media(client: &Client, call_id: CallId) -> Result<EchoCall, MediaError> {
+    let me = client
+        .me()
+        .ok_or_else(|| MediaError::Signaling("not signed in".into()))?;
+    let current = client
+        .current_call()
+        .ok_or_else(|| MediaError::Signaling("no call".into()))?;
+    let kind = current.info.kind;
+    let mut config = CallConfig::new(me.clone(), kind);
+    config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
+    let video = Arc::new(Loop::<VideoFrame>::new(1));
+    let audio = Arc::new(Loop::<AudioFrame>::new(25));
+    let camera: Option<Box<dyn VideoSource>> = match kind {
+        CallKind::Video => Some(Box::new(EchoCamera {
+            frames: video.clone(),
+            last: None,
+        })),
+        CallKind::Voice => None,
+    };
+    let mic = Box::new(EchoMicrophone {
+        frames: audio.clone(),
+        clock: audio_clock(),
+    });
+    let (media, events) = CallMedia::start(
+        config,
+        camera,
+        mic,
+        Arc::new(EchoSink(video)),
+        Box::new(EchoSpeaker(audio)),
+        None,
+    )?;
+    for user in current.others_in_call(&me) {
+        // We answered last: we offer.
+        media.add_member(user.clone(), true).await?;
+    }
+    Ok(EchoCall {
+        call_id,
+        media,
+        events,
+        ends_at: tokio::time::Instant::now() + MAX_CALL,
+    })
+}
+
+async fn next_media_event(call: &mut Option<EchoCall>) -> Option<MediaEvent> {
+    match call {
+        Some(c) => c.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A short queue from what the echo receives to what it sends; the oldest
+/// goes when it is full, so a stall never builds up delay.
+struct Loop<T> {
+    items: Mutex<VecDeque<T>>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl<T> Loop<T> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            items: Mutex::new(VecDeque::with_capacity(capacity)),
+            ready: Condvar::new(),
+            capacity,
+        }
+    }
+
+    fn push(&self, item: T) {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.len() == self.capacity {
+            items.pop_front();
+        }
+        items.push_back(item);
+        self.ready.notify_one();
+    }
+
+    fn pop(&self, wait: Duration) -> Option<T> {
+        let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut items, _) = self
+            .ready
+            .wait_timeout_while(items, wait, |i| i.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
+        items.pop_front()
+    }
+
+    fn try_pop(&self) -> Option<T> {
+        self.items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+}
+
+/// Decoded pictures from the caller go into the loop.
+struct EchoSink(Arc<Loop<VideoFrame>>);
+
+impl VideoSink for EchoSink {
+    fn frame(&self, _from: &UserId, frame: VideoFrame) {
+        self.0.push(frame);
+    }
+}
+
+/// The echo's "camera": the caller's own pictures. When they stop coming
+/// (camera off), the last one is repeated five times a second so the
+/// stream stays alive; before the first, a black picture.
+struct EchoCamera {
+    frames: Arc<Loop<VideoFrame>>,
+    last: Option<VideoFrame>,
+}
+
+impl VideoSource for EchoCamera {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        if let Some(frame) = self.frames.pop(Duration::from_millis(200)) {
+            self.last = Some(frame.clone());
+            return Ok(frame);
+        }
+        let mut frame = self.last.clone().unwrap_or_else(black_frame);
+        frame.timestamp_us = now_us();
+        Ok(frame)
+    }
+
+    fn info(&self) -> SourceInfo {
+        let (width, height) = self
+            .last
+            .as_ref()
+            .map_or((320, 240), |f| (f.width, f.height));
+        SourceInfo {
+            name: DISPLAY_NAME.into(),
+            width,
+            height,
+            fps: 30,
+            synthetic: true,
+        }
+    }
+}
+
+fn black_frame() -> VideoFrame {
+    let (w, h) = (320usize, 240usize);
+    let mut data = vec![16u8; w * h];
+    data.resize(VideoFrame::i420_len(w as u32, h as u32), 128);
+    VideoFrame::new(w as u32, h as u32, data, now_us()).expect("size matches")
+}
+
+/// What the echo "hears" (the caller's mixed audio) goes into the loop.
+struct EchoSpeaker(Arc<Loop<AudioFrame>>);
+
+impl AudioOutput for EchoSpeaker {
+    fn play(&mut self, samples: &[f32]) {
+        self.0.push(AudioFrame {
+            samples: samples.into(),
+            timestamp_us: now_us(),
+        });
+    }
+}
+
+/// The echo's "microphone": what it heard, paced at 20 ms; silence when
+/// nothing came.
+struct EchoMicrophone {
+    frames: Arc<Loop<AudioFrame>>,
+    clock: FrameClock,
+}
+
+impl AudioSource for EchoMicrophone {
+    fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
+        self.clock.wait();
+        Ok(self.frames.try_pop().unwrap_or_else(|| AudioFrame {
+            samples: vec![0.0; FRAME_SAMPLES].into(),
+            timestamp_us: now_us(),
+        }))
+    }
+
+    fn name(&self) -> String {
+        DISPLAY_NAME.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_loop_drops_the_oldest_item() {
+        let l = Loop::new(2);
+        l.push(1);
+        l.push(2);
+        l.push(3);
+        assert_eq!(l.try_pop(), Some(2));
+        assert_eq!(l.try_pop(), Some(3));
+        assert_eq!(l.pop(Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn the_echo_camera_repeats_the_last_picture_when_none_comes() {
+        let frames = Arc::new(Loop::new(1));
+        let mut camera = EchoCamera {
+            frames: frames.clone(),
+            last: None,
+        };
+        let first = camera.next_frame().expect("a frame");
+        assert_eq!((first.width, first.height), (320, 240));
+        let mut pic = vec![200u8; 64 * 48];
+        pic.resize(VideoFrame::i420_len(64, 48), 128);
+        frames.push(VideoFrame::new(64, 48, pic, 7).expect("size"));
+        assert_eq!(camera.next_frame().expect("a frame").timestamp_us, 7);
+        let again = camera.next_frame().expect("a frame");
+        assert_eq!((again.width, again.y()[0]), (64, 200));
+        assert_eq!(camera.info().width, 64);
+    }
+}

@@ -1,0 +1,18 @@
+//! The configuration lives at the repository root (DESIGN §1); the app's own
+//! commands are listed so capabilities can grant them one by one.
+
+fn main() {
+    let attributes = tauri_build::Attributes::new()
+        .config_path("../tauri.conf.json")
+        .app_manifest(tauri_build::AppManifest::new().commands(&[
+            "send",
+            "snapshot",
+            "watch_video",
+            "unwatch_video",
+            "frame_done",
+        ]));
+    if let Err(e) = tauri_build::try_build(attributes) {
+        eprintln!("tauri-build: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,162 @@
+//! The Tauri side: the window, plugins, and commands of a few lines each
+//! that forward to the controller.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tauri::ipc::{Channel, InvokeResponseBody};
+use tauri::{AppHandle, Emitter, Manager, State};
+use tauri_plugin_notification::NotificationExt;
+
+use crate::controller::{CallController, Env, Ui};
+use crate::tiles::{FrameChannel, Tiles};
+use crate::view::{Command, EVENT, Reply, Snapshot, UiError, UiEvent};
+
+/// Does what the UI asked; changes arrive as events.
+#[tauri::command]
+async fn send(cmd: Command, controller: State<'_, CallController>) -> Result<Reply, UiError> {
+    controller.send(cmd).await
+}
+
+/// Everything the UI shows, for its first paint.
+#[tauri::command]
+async fn snapshot(controller: State<'_, CallController>) -> Result<Snapshot, UiError> {
+    controller.snapshot().await
+}
+
+/// Sends `tile`'s video frames down `channel`.
+#[tauri::command]
+fn watch_video(tile: String, channel: Channel<InvokeResponseBody>, tiles: State<'_, Arc<Tiles>>) {
+    tiles.watch(&tile, Arc::new(TileChannel(channel)));
+}
+
+/// Stops sending `tile`'s frames.
+#[tauri::command]
+fn unwatch_video(tile: String, tiles: State<'_, Arc<Tiles>>) {
+    tiles.unwatch(&tile);
+}
+
+/// The UI drew `tile`'s last frame; the next may go.
+#[tauri::command]
+fn frame_done(tile: String, tiles: State<'_, Arc<Tiles>>) {
+    tiles.done(&tile);
+}
+
+struct TileChannel(Channel<InvokeResponseBody>);
+
+impl FrameChannel for TileChannel {
+    fn send(&self, bytes: Vec<u8>) -> bool {
+        self.0.send(InvokeResponseBody::Raw(bytes)).is_ok()
+    }
+}
+
+/// Events to the window; a notification when a call rings while the
+/// window is hidden or in the background.
+struct WindowUi(AppHandle);
+
+impl Ui for WindowUi {
+    fn emit(&self, event: UiEvent) {
+        if let Err(e) = self.0.emit(EVENT, event) {
+            tracing::warn!(error = %e, "event not delivered to the window");
+        }
+    }
+
+    fn ringing(&self, title: &str, body: &str) {
+        let window = self.0.get_webview_window("main");
+        let in_view = window
+            .as_ref()
+            .is_some_and(|w| w.is_visible().unwrap_or(false) && w.is_focused().unwrap_or(false));
+        if in_view {
+            return;
+        }
+        if let Some(w) = &window {
+            let _ = w.request_user_attention(Some(tauri::UserAttentionType::Critical));
+        }
+        if let Err(e) = self
+            .0
+            .notification()
+            .builder()
+            .title(title)
+            .body(body)
+            .show()
+        {
+            tracing::info!(error = %e, "no system notification for the incoming call");
+        }
+    }
+}
+
+/// Settings and the hosted server's data: `BECKON_DATA_DIR` when set (a
+/// separate profile, e.g. for a second user on one machine), else the
+/// system's place for app data.
+fn data_dir(app: &AppHandle) -> (PathBuf, bool) {
+    match std::env::var_os("BECKON_DATA_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => (PathBuf::from(dir), true),
+        None => (
+            app.path()
+                .app_data_dir()
+                .unwrap_or_else(|_| PathBuf::from(".beckon")),
+            false,
+        ),
+    }
+}
+
+/// Starts the app.
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BECKON_LOG")
+                .unwrap_or_else(|_| "info,webrtc=error,webrtc_ice=error,rtc=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let separate_profile = std::env::var_os("BECKON_DATA_DIR").is_some();
+    let mut builder = tauri::Builder::default();
+    if !separate_profile {
+        builder = builder.plugin(tauri_plugin_single_instance::init(|app, _, _| {
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.unminimize();
+                let _ = w.show();
+                let _ = w.set_focus();
+            }
+        }));
+    }
+    builder
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_notification::init())
+        .setup(|app| {
+            let handle = app.handle().clone();
+            let (dir, _) = data_dir(&handle);
+            let tiles = Arc::new(Tiles::default());
+            let env = Env {
+                data_dir: dir,
+                ui: Arc::new(WindowUi(handle)),
+                tiles: tiles.clone(),
+            };
+            let (controller, task) = CallController::new(env);
+            tauri::async_runtime::spawn(task);
+            app.manage(controller);
+            app.manage(tiles);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            send,
+            snapshot,
+            watch_video,
+            unwatch_video,
+            frame_done
+        ])
+        .build(tauri::generate_context!("../tauri.conf.json"))
+        .expect("the app could not be built")
+        .run(|app, event| {
+            if let tauri::RunEvent::ExitRequested { .. } = event {
+                let controller = app.state::<CallController>().inner().clone();
+                tauri::async_runtime::block_on(async move {
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(3),
+                        controller.shutdown(),
+                    )
+                    .await;
+                });
+            }
+        });
+}

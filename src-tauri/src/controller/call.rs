@@ -1,0 +1,309 @@
+//! The current call as the UI shows it, and the sentence that explains how
+//! a call ended. Pure: the controller keeps the state, these read it.
+
+use std::collections::{HashMap, HashSet};
+
+use beckon_core::manager::{CurrentCall, Phase as ManagerPhase};
+use beckon_media::call::PeerStats;
+use beckon_media::peer::LinkState;
+use beckon_protocol::{MemberState, Reason, UserId};
+
+use super::convert::kind;
+use crate::view::{Call, CallOutcome, Member, MemberStatus, Person, Phase, Quality};
+
+/// What the controller knows about the current call beyond the manager.
+#[derive(Debug, Clone)]
+pub(crate) struct CallExtras {
+    /// Our microphone, camera and speaker.
+    pub(crate) mic: bool,
+    pub(crate) camera: bool,
+    pub(crate) speaker: bool,
+    /// We offer media to those already in (we answered, or joined later).
+    pub(crate) we_offer: bool,
+    /// When it connected (Unix ms).
+    pub(crate) connected_at_ms: Option<f64>,
+    /// The phase last shown (to explain an outgoing call that failed).
+    pub(crate) last_phase: Option<Phase>,
+    /// Each member's last reason (declined, busy, timeout, …).
+    pub(crate) reasons: HashMap<UserId, Reason>,
+    /// Members whose invitation could not be delivered yet (offline).
+    pub(crate) offline: HashSet<UserId>,
+    /// What each member's media says of them.
+    pub(crate) remote: HashMap<UserId, Remote>,
+}
+
+impl Default for CallExtras {
+    fn default() -> Self {
+        Self {
+            mic: true,
+            camera: true,
+            speaker: true,
+            we_offer: false,
+            connected_at_ms: None,
+            last_phase: None,
+            reasons: HashMap::new(),
+            offline: HashSet::new(),
+            remote: HashMap::new(),
+        }
+    }
+}
+
+/// A member's media, as last reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Remote {
+    pub(crate) mic: bool,
+    pub(crate) camera: bool,
+    pub(crate) quality: Quality,
+    pub(crate) speaking: bool,
+    pub(crate) frames: u32,
+}
+
+impl Default for Remote {
+    fn default() -> Self {
+        Self {
+            mic: true,
+            camera: true,
+            quality: Quality::Connecting,
+            speaking: false,
+            frames: 0,
+        }
+    }
+}
+
+/// Loudness above which a member counts as speaking.
+const SPEAKING_LEVEL: f32 = 0.02;
+
+/// How a media path is doing, from its counters.
+pub(crate) fn quality(s: &PeerStats) -> Quality {
+    match s.state {
+        LinkState::Connecting => Quality::Connecting,
+        LinkState::Reconnecting | LinkState::Closed => Quality::Poor,
+        LinkState::Connected => {
+            let rtt = s.rtt_ms.unwrap_or(0.0);
+            if s.loss_pct < 2.0 && rtt < 150.0 {
+                Quality::Good
+            } else if s.loss_pct < 8.0 && rtt < 400.0 {
+                Quality::Fair
+            } else {
+                Quality::Poor
+            }
+        }
+    }
+}
+
+/// Updates quality and the active speaker (the loudest member above a
+/// floor) from a round of statistics.
+pub(crate) fn apply_stats(extras: &mut CallExtras, stats: &[PeerStats]) {
+    let loudest = stats
+        .iter()
+        .filter_map(|s| s.audio.as_ref().map(|a| (&s.user, a.level)))
+        .filter(|(_, level)| *level > SPEAKING_LEVEL)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(u, _)| u.clone());
+    for s in stats {
+        let r = extras.remote.entry(s.user.clone()).or_default();
+        r.quality = quality(s);
+        r.speaking = loudest.as_ref() == Some(&s.user);
+        r.frames = u32::try_from(s.frames_decoded).unwrap_or(u32::MAX);
+    }
+}
+
+/// The call as the UI shows it. Members who left are not shown.
+pub(crate) fn view(
+    current: &CurrentCall,
+    me: &UserId,
+    extras: &CallExtras,
+    who: impl Fn(&UserId) -> Person,
+) -> Call {
+    let phase = match current.phase {
+        ManagerPhase::Incoming => Phase::Incoming,
+        ManagerPhase::Outgoing => Phase::Outgoing,
+        ManagerPhase::Connected => Phase::Connected,
+    };
+    let members = current
+        .info
+        .members
+        .iter()
+        .filter(|m| &m.user != me)
+        .filter_map(|m| {
+            let status = if m.state.is_pending() {
+                MemberStatus::Ringing
+            } else if m.state == MemberState::Accepted {
+                MemberStatus::Joined
+            } else {
+                return None;
+            };
+            let remote = extras.remote.get(&m.user).copied().unwrap_or_default();
+            Some(Member {
+                person: who(&m.user),
+                status,
+                mic: remote.mic,
+                camera: remote.camera && current.info.kind == beckon_protocol::CallKind::Video,
+                quality: remote.quality,
+                speaking: remote.speaking,
+                frames: remote.frames,
+            })
+        })
+        .collect();
+    Call {
+        id: current.info.call_id.to_string(),
+        kind: kind(current.info.kind),
+        phase,
+        inviter: who(&current.info.inviter),
+        members,
+        connected_at_ms: extras.connected_at_ms,
+        mic: extras.mic,
+        camera: extras.camera && current.info.kind == beckon_protocol::CallKind::Video,
+        speaker: extras.speaker,
+        can_end_for_all: &current.info.inviter == me,
+    }
+}
+
+/// Why an outgoing call did not connect, or that a call ended.
+pub(crate) fn ended(
+    call_id: &str,
+    reason: Reason,
+    by: Option<&UserId>,
+    extras: &CallExtras,
+    invited: &[UserId],
+    who: impl Fn(&UserId) -> Person,
+) -> CallOutcome {
+    let outcome = |reason: &str, message: String| CallOutcome {
+        id: call_id.to_owned(),
+        reason: reason.to_owned(),
+        message,
+    };
+    if extras.last_phase == Some(Phase::Outgoing) {
+        if let [only] = invited {
+            let name = who(only).name;
+            let last = extras.reasons.get(only).copied().unwrap_or(reason);
+            return match last {
+                Reason::Declined => outcome("declined", format!("{name} declined.")),
+                Reason::Busy => outcome("busy", format!("{name} is busy on another call.")),
+                Reason::Timeout if extras.offline.contains(only) => {
+                    outcome("offline", format!("{name} is offline."))
+                }
+                Reason::Timeout => outcome("no_answer", format!("{name} did not answer.")),
+                Reason::Cancelled => outcome("cancelled", "Call cancelled.".to_owned()),
+                _ => outcome("ended", "The call did not connect.".to_owned()),
+            };
+        }
+        return match reason {
+            Reason::Cancelled => outcome("cancelled", "Call cancelled.".to_owned()),
+            _ => outcome("no_answer", "Nobody answered.".to_owned()),
+        };
+    }
+    match (reason, by) {
+        (Reason::Disconnected, _) => outcome(
+            "failed",
+            "The call ended: the connection was lost.".to_owned(),
+        ),
+        (_, Some(by)) => outcome("ended", format!("{} ended the call.", who(by).name)),
+        _ => outcome("ended", "Call ended.".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beckon_protocol::{CallInfo, CallKind, MemberInfo};
+
+    fn uid(s: &str) -> UserId {
+        s.parse().expect("user id")
+    }
+
+    fn name(u: &UserId) -> Person {
+        super::super::convert::stranger(u)
+    }
+
+    fn call(states: &[(&str, MemberState)], phase: ManagerPhase) -> CurrentCall {
+        CurrentCall {
+            info: CallInfo {
+                call_id: "c0ffee00c0ffee00".parse().expect("call id"),
+                kind: CallKind::Video,
+                inviter: uid("alice"),
+                extended_data: Default::default(),
+                timeout_secs: 30,
+                members: states
+                    .iter()
+                    .map(|(u, s)| MemberInfo {
+                        user: uid(u),
+                        state: *s,
+                        invited_by: None,
+                        extended_data: Default::default(),
+                    })
+                    .collect(),
+            },
+            phase,
+            rung_by: None,
+        }
+    }
+
+    #[test]
+    fn the_calling_page_shows_joined_and_ringing_members_but_not_who_left() {
+        let c = call(
+            &[
+                ("alice", MemberState::Accepted),
+                ("bob", MemberState::Accepted),
+                ("carol", MemberState::Received),
+                ("dave", MemberState::Rejected),
+            ],
+            ManagerPhase::Connected,
+        );
+        let mut extras = CallExtras::default();
+        extras.remote.insert(
+            uid("bob"),
+            Remote {
+                mic: false,
+                ..Remote::default()
+            },
+        );
+        let v = view(&c, &uid("alice"), &extras, name);
+        let shown: Vec<_> = v
+            .members
+            .iter()
+            .map(|m| (m.person.id.as_str(), m.status, m.mic))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("bob", MemberStatus::Joined, false),
+                ("carol", MemberStatus::Ringing, true)
+            ]
+        );
+        assert!(v.can_end_for_all);
+        assert_eq!(v.phase, Phase::Connected);
+        assert!(!view(&c, &uid("bob"), &extras, name).can_end_for_all);
+    }
+
+    #[test]
+    fn a_failed_one_to_one_call_says_why() {
+        let mut extras = CallExtras {
+            last_phase: Some(Phase::Outgoing),
+            ..CallExtras::default()
+        };
+        let bob = [uid("bob")];
+        let why = |extras: &CallExtras| ended("c", Reason::Ended, None, extras, &bob, name);
+        extras.reasons.insert(uid("bob"), Reason::Declined);
+        assert_eq!(why(&extras).message, "bob declined.");
+        extras.reasons.insert(uid("bob"), Reason::Busy);
+        assert_eq!(why(&extras).reason, "busy");
+        extras.reasons.insert(uid("bob"), Reason::Timeout);
+        assert_eq!(why(&extras).reason, "no_answer");
+        extras.offline.insert(uid("bob"));
+        assert_eq!(why(&extras).message, "bob is offline.");
+    }
+
+    #[test]
+    fn a_connected_call_names_who_ended_it() {
+        let extras = CallExtras {
+            last_phase: Some(Phase::Connected),
+            ..CallExtras::default()
+        };
+        let o = ended("c", Reason::Ended, Some(&uid("bob")), &extras, &[], name);
+        assert_eq!(
+            (o.reason.as_str(), o.message.as_str()),
+            ("ended", "bob ended the call.")
+        );
+    }
+}
