@@ -30,6 +30,8 @@ pub(crate) struct CallExtras {
     pub(crate) offline: HashSet<UserId>,
     /// What each member's media says of them.
     pub(crate) remote: HashMap<UserId, Remote>,
+    /// Everyone in the call but us, whatever their state, as last seen.
+    pub(crate) others: Vec<UserId>,
 }
 
 impl Default for CallExtras {
@@ -44,6 +46,7 @@ impl Default for CallExtras {
             reasons: HashMap::new(),
             offline: HashSet::new(),
             remote: HashMap::new(),
+            others: Vec::new(),
         }
     }
 }

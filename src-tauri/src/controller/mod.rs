@@ -903,6 +903,13 @@ impl Actor {
             self.client.as_ref().and_then(Client::me),
         ) {
             (Some(current), Some(me)) => {
+                self.extras.others = current
+                    .info
+                    .members
+                    .iter()
+                    .filter(|m| m.user != me)
+                    .map(|m| m.user.clone())
+                    .collect();
                 Some(call::view(&current, &me, &self.extras, |u| self.who(u)))
             }
             _ => None,
@@ -1040,12 +1047,7 @@ impl Actor {
                 reason,
                 by,
             } => {
-                let invited: Vec<UserId> = self
-                    .last_call
-                    .iter()
-                    .flat_map(|c| c.members.iter())
-                    .filter_map(|m| m.person.id.parse().ok())
-                    .collect();
+                let invited = self.extras.others.clone();
                 let outcome = call::ended(
                     call_id.as_str(),
                     reason,
