@@ -83,3 +83,18 @@ describe('video tiles', () => {
     expect(callsOf('unwatch_video')).toEqual([{ tile: 'self' }]);
   });
 });
+
+describe('a refused watch', () => {
+  it('is tried again by the next canvas', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    mocked.mockRejectedValueOnce({ code: 'no_tile', message: 'No such tile.' });
+    const stop = subscribe('zed', () => {});
+    await vi.waitFor(() => expect(watchedTiles()).not.toContain('zed'));
+    stop();
+    const again = subscribe('zed', () => {});
+    expect(callsOf('watch_video')).toHaveLength(2);
+    expect(warn).toHaveBeenCalled();
+    warn.mockRestore();
+    again();
+  });
+});

@@ -67,10 +67,13 @@ function deliver(tile: string, msg: FrameMessage): void {
 export function subscribe(tile: string, sink: FrameSink): () => void {
   let watch = watches.get(tile);
   if (!watch) {
-    watch = { sinks: [], stopTimer: null };
-    watches.set(tile, watch);
+    const fresh: Watch = { sinks: [], stopTimer: null };
+    watch = fresh;
+    watches.set(tile, fresh);
     watchVideo(tile, (msg) => deliver(tile, msg)).catch((err) => {
       console.warn(`Beckon video: could not watch ${tile}:`, err);
+      // Forget it, so that the next canvas for this tile tries again.
+      if (watches.get(tile) === fresh) watches.delete(tile);
     });
   }
   if (watch.stopTimer !== null) {
