@@ -85,19 +85,29 @@ impl Ui for WindowUi {
     }
 }
 
-/// Settings and the hosted server's data: `BECKON_DATA_DIR` when set (a
-/// separate profile, e.g. for a second user on one machine), else the
-/// system's place for app data.
-fn data_dir(app: &AppHandle) -> (PathBuf, bool) {
-    match std::env::var_os("BECKON_DATA_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => (PathBuf::from(dir), true),
-        None => (
-            app.path()
-                .app_data_dir()
-                .unwrap_or_else(|_| PathBuf::from(".beckon")),
-            false,
-        ),
+/// A separate profile: `--data-dir DIR` or `BECKON_DATA_DIR` (e.g. a
+/// second user on one machine, or a test). Such an instance runs beside
+/// others instead of handing over to the first.
+fn profile_dir() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--data-dir" {
+            return args.next().map(PathBuf::from);
+        }
     }
+    std::env::var_os("BECKON_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Settings and the hosted server's data: the profile's folder, else the
+/// system's place for app data.
+fn data_dir(app: &AppHandle) -> PathBuf {
+    profile_dir().unwrap_or_else(|| {
+        app.path()
+            .app_data_dir()
+            .unwrap_or_else(|_| PathBuf::from(".beckon"))
+    })
 }
 
 /// Starts the app.
@@ -109,7 +119,7 @@ pub fn run() {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let separate_profile = std::env::var_os("BECKON_DATA_DIR").is_some();
+    let separate_profile = profile_dir().is_some();
     let mut builder = tauri::Builder::default();
     if !separate_profile {
         builder = builder.plugin(tauri_plugin_single_instance::init(|app, _, _| {
@@ -125,7 +135,7 @@ pub fn run() {
         .plugin(tauri_plugin_notification::init())
         .setup(|app| {
             let handle = app.handle().clone();
-            let (dir, _) = data_dir(&handle);
+            let dir = data_dir(&handle);
             let tiles = Arc::new(Tiles::default());
             let env = Env {
                 data_dir: dir,

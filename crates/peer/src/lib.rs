@@ -90,6 +90,9 @@ pub struct Options {
     /// Ring timeout of our invitations, in seconds.
     #[arg(long)]
     pub timeout_secs: Option<u32>,
+    /// Take our invitation back this long after placing it, unless answered.
+    #[arg(long)]
+    pub cancel_after_ms: Option<u64>,
     /// What to do when rung.
     #[arg(long, value_enum, default_value_t = OnIncoming::Accept)]
     pub on_incoming: OnIncoming,
@@ -239,6 +242,7 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
         answered: None,
         hangup_at: None,
         call_at: None,
+        cancel_at: None,
         done: false,
         media: None,
         media_events: None,
@@ -254,6 +258,7 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
         let wake = [
             peer.hangup_at,
             peer.call_at,
+            peer.cancel_at,
             peer.answered.as_ref().map(|(_, at)| *at),
             peer.stats_at,
             deadline,
@@ -280,6 +285,7 @@ struct Peer {
     answered: Option<(CallId, tokio::time::Instant)>,
     hangup_at: Option<tokio::time::Instant>,
     call_at: Option<tokio::time::Instant>,
+    cancel_at: Option<tokio::time::Instant>,
     done: bool,
     media: Option<media::MediaSession>,
     media_events: Option<tokio::sync::mpsc::UnboundedReceiver<MediaEvent>>,
@@ -426,6 +432,7 @@ impl Peer {
                 }
             }
             Notice::CallStarted { call_id } => {
+                self.cancel_at = None;
                 let members: Vec<_> = self
                     .client
                     .current_call()
@@ -509,6 +516,10 @@ impl Peer {
                 .await
             {
                 Ok(inv) => {
+                    self.cancel_at = self
+                        .options
+                        .cancel_after_ms
+                        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
                     self.we_joined_last = inv.merged;
                     self.accepted_at = std::time::Instant::now();
                     let results: Vec<_> = inv
@@ -538,6 +549,20 @@ impl Peer {
                     "error",
                     json!({ "stage": "accept", "code": e.code(), "message": e.to_string() }),
                 ),
+            }
+        }
+        if self.cancel_at.is_some_and(|at| at <= now) {
+            self.cancel_at = None;
+            let pending = self
+                .client
+                .current_call()
+                .filter(|c| c.phase == beckon_core::manager::Phase::Outgoing);
+            if let Some(call) = pending {
+                let r = self.client.cancel(call.info.call_id.clone(), None).await;
+                log.line(
+                    "cancelled_ours",
+                    json!({ "call_id": call.info.call_id, "ok": r.is_ok() }),
+                );
             }
         }
         if self.hangup_at.is_some_and(|at| at <= now) {
