@@ -1,11 +1,8 @@
 // The only place that talks to the backend (Tauri IPC).
 import { Channel, invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import type { Command, Person, Reply, Snapshot, UiError, UiEvent } from './bindings';
+import { EVENT, type Command, type Person, type Reply, type Snapshot, type UiError, type UiEvent } from './bindings';
 import type { FrameMessage } from './frame';
-
-/** Name of the Tauri event that carries UiEvents. */
-export const EVENT = 'beckon://event';
 
 /** Turns whatever a rejected invoke carried into a UiError. */
 export function toUiError(err: unknown): UiError {

@@ -1,5 +1,7 @@
+import { FRAME_HEADER } from './bindings';
+
 /** Bytes before the planes: width u32, height u32, capture time µs u64 (LE). */
-export const FRAME_HEADER = 16;
+export { FRAME_HEADER };
 
 /** One I420 video frame as the backend sends it over a tile's channel. */
 export interface I420Frame {
