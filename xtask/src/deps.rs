@@ -63,6 +63,61 @@ const PACKAGES: &[Package] = &[
         needed_for: BOTH,
     },
     Package {
+        name: "libwebkit2gtk-4.1-dev",
+        why: "the app's web view (WebKitGTK)",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libgtk-3-dev",
+        why: "the app's window (GTK)",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libsoup-3.0-dev",
+        why: "WebKitGTK's networking",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libjavascriptcoregtk-4.1-dev",
+        why: "WebKitGTK's JavaScript engine",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "librsvg2-dev",
+        why: "icons in GTK",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libayatana-appindicator3-dev",
+        why: "the tray on Linux desktops",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "libssl-dev",
+        why: "TLS for the app's web view stack",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "xvfb",
+        why: "a virtual display for the app when there is none, and for the real-window tests",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "xauth",
+        why: "X authority for Xvfb",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "imagemagick",
+        why: "screenshots of the app under Xvfb",
+        needed_for: BOTH,
+    },
+    Package {
+        name: "webkit2gtk-driver",
+        why: "WebKitWebDriver, which tauri-driver drives in the real-window tests",
+        needed_for: TEST,
+    },
+    Package {
         name: "pulseaudio",
         why: "a userspace sound server the audio tests play into",
         needed_for: TEST,
@@ -123,6 +178,21 @@ pub(crate) fn ensure(purpose: Purpose) -> anyhow::Result<()> {
     run(&sudo, &["apt-get", "update"])?;
     let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
     install.extend(&names);
+    run(&sudo, &install)
+}
+
+/// Installs `names` with apt-get (Debian/Ubuntu only).
+pub(crate) fn install(names: &[&str]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        on_path("apt-get"),
+        "install {} and run again",
+        names.join(" ")
+    );
+    let sudo = if is_root() { vec![] } else { vec!["sudo"] };
+    println!("xtask: installing with apt-get: {}", names.join(" "));
+    run(&sudo, &["apt-get", "update"])?;
+    let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+    install.extend(names);
     run(&sudo, &install)
 }
 

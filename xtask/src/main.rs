@@ -2,10 +2,16 @@
 //!
 //! - `setup`: installs the system packages the build and tests need
 //!   (Debian/Ubuntu via apt; elsewhere it says what to install).
-//! - `run`: the demo — a server and two headless users placing a call.
-//! - `test`: everything CI checks: formatting, lints, every test.
+//! - `run`: builds the UI and the app and opens it.
+//! - `demo`: a server and two headless users placing a call.
+//! - `test`: everything CI checks: formatting, lints, the UI's checks and
+//!   tests, every Rust test, and the real-window tests.
+//! - `e2e`: the real-window tests alone.
+//! - `bundle`: a `.deb` of the release build.
+//! - `bindings`: regenerates the UI's TypeScript types from the Rust ones.
 //! - `bench media`: measures real calls and rewrites `docs/benchmarks.md`.
 
+mod app;
 mod bench;
 mod deps;
 mod procs;
@@ -17,16 +23,24 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   setup   install the system packages Beckon needs (apt on Debian/Ubuntu)
-  run     start a server and two headless users who call each other
-  test    check formatting and lints, then run every test
-  bench   media [--secs N]: measure real calls, rewrite docs/benchmarks.md";
+  run       build the UI and the app, and open it
+  demo      start a server and two headless users who call each other
+  test      formatting, lints, UI checks and tests, every test, the real-window tests
+  e2e       the real-window tests alone (Xvfb, tauri-driver, beckon-peers)
+  bundle    a .deb of the release build (target/release/bundle)
+  bindings  regenerate ui/src/lib/bindings.ts from src-tauri/src/view.rs
+  bench     media [--secs N]: measure real calls, rewrite docs/benchmarks.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => deps::ensure(deps::Purpose::Test),
-        Some("run") => run::run(),
+        Some("run") => app::run_app(&args[1..]),
+        Some("demo") => run::run(),
         Some("test") => test(),
+        Some("e2e") => deps::ensure(deps::Purpose::Test).and_then(|()| app::e2e()),
+        Some("bundle") => app::bundle(),
+        Some("bindings") => app::bindings(),
         Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
@@ -49,6 +63,8 @@ fn main() -> ExitCode {
 fn test() -> anyhow::Result<()> {
     deps::ensure(deps::Purpose::Test)?;
     step("formatting", cargo(&["fmt", "--all", "--", "--check"]))?;
+    // The app embeds the built UI, so it comes before the Rust build.
+    app::test_ui()?;
     step(
         "lints",
         cargo(&[
@@ -62,7 +78,8 @@ fn test() -> anyhow::Result<()> {
         ]),
     )?;
     step("tests", cargo(&["test", "--workspace", "--locked"]))?;
-    println!("\nxtask: formatting, lints and every test passed");
+    app::e2e()?;
+    println!("\nxtask: formatting, lints, every test and the real-window tests passed");
     Ok(())
 }
 
