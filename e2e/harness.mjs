@@ -76,7 +76,7 @@ export function startPeer(server, user, args = []) {
   const peer = run('beckon-peer', [
     '--server', server.url, '--user', user, '--password', PASSWORD, '--register',
     '--name', user[0].toUpperCase() + user.slice(1), '--udp-addr', '127.0.0.1:0',
-    '--video-size', '640x360', ...args,
+    ...(args.includes('--video-size') ? [] : ['--video-size', '640x360']), ...args,
   ]);
   peer.user = user;
   return peer;
@@ -98,6 +98,7 @@ export async function startApp() {
       'tauri:options': { application: join(BIN, 'beckon'), args: ['--data-dir', dir] },
     },
   });
+  browser.dataDir = dir;
   return browser;
 }
 

@@ -183,38 +183,12 @@ pub(crate) fn e2e() -> anyhow::Result<()> {
         ]),
     )?;
     npm_ci("e2e")?;
-    let driver = tauri_driver()?;
-    let x = Xvfb::start()?;
-    let port = free_port()?;
+    let driver = Driver::start()?;
     let out = crate::procs::bin_dir("e2e");
     let _ = std::fs::remove_dir_all(&out);
-    let _driver = Guard(
-        Command::new(driver)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &free_port()?.to_string(),
-            ])
-            .env("DISPLAY", &x.display)
-            // The app under test films the test pattern and plays a tone.
-            .env("BECKON_CAMERA", "synthetic")
-            .env("BECKON_MIC", "tone")
-            .env("BECKON_SPEAKER", "null")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting tauri-driver")?,
-    );
-    wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .context("tauri-driver did not start")?;
     let mut run = npm("e2e", &["test"]);
-    run.env("DISPLAY", &x.display)
-        .env("TAURI_DRIVER_PORT", port.to_string())
-        .env("BECKON_BIN_DIR", crate::procs::bin_dir("debug"))
-        .env("BECKON_E2E_OUT", &out);
+    driver.setup(&mut run, "debug");
+    run.env("BECKON_E2E_OUT", &out);
     step("e2e: real-window scenarios", run)?;
     println!(
         "xtask: e2e passed in {:.0} s; screenshots in {}",
@@ -222,6 +196,105 @@ pub(crate) fn e2e() -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// tauri-driver on a display of its own, the app it starts filming the
+/// test pattern and playing a tone.
+struct Driver {
+    _driver: Guard,
+    x: Xvfb,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> anyhow::Result<Self> {
+        let driver = tauri_driver()?;
+        let x = Xvfb::start()?;
+        let port = free_port()?;
+        let child = Command::new(driver)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &free_port()?.to_string(),
+            ])
+            .env("DISPLAY", &x.display)
+            .env("BECKON_CAMERA", "synthetic")
+            .env("BECKON_MIC", "tone")
+            .env("BECKON_SPEAKER", "null")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tauri-driver")?;
+        let guard = Guard(child);
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .context("tauri-driver did not start")?;
+        Ok(Self {
+            _driver: guard,
+            x,
+            port,
+        })
+    }
+
+    /// Points a node script at this driver and the `profile`'s binaries.
+    fn setup(&self, cmd: &mut Command, profile: &str) {
+        cmd.env("DISPLAY", &self.x.display)
+            .env("TAURI_DRIVER_PORT", self.port.to_string())
+            .env("BECKON_BIN_DIR", crate::procs::bin_dir(profile));
+    }
+}
+
+/// `cargo xtask bench app [--secs N]`: the app's footprint and video path
+/// in a real window (release build), into `docs/benchmarks.md`.
+pub(crate) fn bench_app(args: &[String]) -> anyhow::Result<()> {
+    let hold: f64 = args
+        .iter()
+        .position(|a| a == "--secs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(10.0), |s| s.parse())
+        .context("--secs takes a number")?;
+    deps::ensure(deps::Purpose::Test)?;
+    build_ui()?;
+    step(
+        "release build",
+        cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "beckon",
+            "-p",
+            "beckon-server",
+            "-p",
+            "beckon-peer",
+        ]),
+    )?;
+    npm_ci("e2e")?;
+    let driver = Driver::start()?;
+    let mut cmd = Command::new("node");
+    cmd.arg("bench-app.mjs")
+        .current_dir(root().join("e2e"))
+        .env("BECKON_BENCH_HOLD_MS", ((hold * 1000.0) as u64).to_string())
+        .stderr(Stdio::inherit());
+    driver.setup(&mut cmd, "release");
+    println!("\n== app benchmark ({hold} s per measurement)");
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the app benchmark failed ({})",
+        out.status
+    );
+    let text = String::from_utf8(out.stdout)?;
+    let last = text
+        .lines()
+        .last()
+        .context("the benchmark printed nothing")?;
+    let r: serde_json::Value = serde_json::from_str(last).context("the benchmark's result")?;
+    let deb = crate::procs::bin_dir("release").join("bundle");
+    let report = crate::bench::app_report(&r, hold, &deb);
+    println!("\n{report}");
+    crate::bench::write_section("app", &report)
 }
 
 fn free_port() -> anyhow::Result<u16> {
