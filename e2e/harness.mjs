@@ -3,7 +3,7 @@
 // `cargo xtask e2e` builds the binaries, starts Xvfb and tauri-driver, and
 // sets BECKON_BIN_DIR and BECKON_E2E_OUT.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,14 +124,16 @@ export async function click(b, id) {
 }
 
 /** Connects the app to `server` and creates `user`. */
-export async function signUp(b, server, user) {
+export async function signUp(b, server, user, { shots = false } = {}) {
   const url = await shown(b, 'server-url');
   await url.setValue(server.url);
+  if (shots) await shot(b, '00-first-run-server-choice');
   await click(b, 'connect-button');
   await click(b, 'register-tab');
   await (await shown(b, 'user-input')).setValue(user);
   await (await shown(b, 'name-input')).setValue(user[0].toUpperCase() + user.slice(1));
   await (await shown(b, 'password-input')).setValue(PASSWORD);
+  if (shots) await shot(b, '00-sign-up-form');
   await click(b, 'register-button');
   await shown(b, 'home');
 }
@@ -160,9 +162,17 @@ export async function waitFrames(b, tile, n, timeout = 20000) {
   });
 }
 
-/** Saves a screenshot as OUT/name.png. */
+/** Saves a screenshot of the app's window as OUT/name.png. It is taken
+ *  from the X display (ImageMagick's `import`) rather than WebDriver: with
+ *  no GPU the app turns WebKit's compositing off, and WebKit's own snapshot
+ *  then waits for a paint that a still page never makes. */
 export async function shot(b, name) {
-  await b.saveScreenshot(join(OUT, `${name}.png`));
+  const { w, h } = await b.execute(() => ({ w: window.innerWidth, h: window.innerHeight }));
+  // Let the last change reach the screen.
+  await new Promise((r) => setTimeout(r, 150));
+  await new Promise((resolve, reject) =>
+    execFile('import', ['-window', 'root', '-crop', `${w}x${h}+0+0`, '+repage', join(OUT, `${name}.png`)],
+      (err) => (err ? reject(err) : resolve())));
 }
 
 /** The peer's last stats line that says it decodes frames from `who`. */

@@ -7,9 +7,7 @@ fn main() {
         .app_manifest(tauri_build::AppManifest::new().commands(&[
             "send",
             "snapshot",
-            "watch_video",
-            "unwatch_video",
-            "frame_done",
+            "next_frame",
         ]));
     if let Err(e) = tauri_build::try_build(attributes) {
         eprintln!("tauri-build: {e:#}");

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  addContact, byId, click, gone, peerSees, shot, shown, signUp, startApp, startPeer,
+  addContact, byId, click, gone, PASSWORD, peerSees, shot, shown, signUp, startApp, startPeer,
   startServer, waitFrames,
 } from '../harness.mjs';
 
@@ -20,11 +20,11 @@ before(async () => {
 after(() => server?.stop());
 
 /** Runs `body` with a fresh app signed in as a new user. */
-async function withApp(base, body) {
+async function withApp(base, body, options = {}) {
   const me = unique(base);
   const b = await startApp();
   try {
-    await signUp(b, server, me);
+    await signUp(b, server, me, options);
     await body(b, me);
   } finally {
     await b.deleteSession().catch(() => {});
@@ -32,6 +32,39 @@ async function withApp(base, body) {
 }
 
 describe('the desktop app', () => {
+  it('hosts its own server: the echo test returns your video, and a peer can call in', async () => {
+    const b = await startApp();
+    let peer;
+    try {
+      await click(b, 'host-button');
+      await click(b, 'register-tab');
+      await (await shown(b, 'user-input')).setValue('host1');
+      await (await shown(b, 'name-input')).setValue('Host');
+      await (await shown(b, 'password-input')).setValue(PASSWORD);
+      await click(b, 'register-button');
+      await shown(b, 'home');
+      await shown(b, 'contact-echo');
+      await click(b, 'call-video-echo');
+      await shown(b, 'calling-page');
+      await waitFrames(b, 'echo', 30);
+      await shot(b, '13-hosted-echo-test');
+      await click(b, 'hangup-button');
+      await gone(b, 'calling-page');
+      // Someone else on the network uses the address the app shows.
+      const address = (await (await shown(b, 'server-address')).getText()).match(/wss?:\/\/\S+/)[0];
+      peer = startPeer({ url: address.replace(/\/\/[^/:]+:/, '//127.0.0.1:') }, 'guest1', ['--call', 'host1', '--hangup', 'stay']);
+      await shown(b, 'incoming-dialog');
+      await click(b, 'accept-button');
+      await waitFrames(b, 'guest1', 30);
+      await peerSees(peer, 'host1', 10);
+      await shot(b, '14-hosted-guest-call');
+      await click(b, 'hangup-button');
+    } finally {
+      peer?.stop();
+      await b.deleteSession().catch(() => {});
+    }
+  });
+
   it('signs up and calls a peer who accepts: the calling page shows its video', async () => {
     await withApp('alice', async (b, me) => {
       const bob = startPeer(server, unique('bob'), ['--on-incoming', 'accept', '--hangup', 'stay']);
@@ -50,6 +83,22 @@ describe('the desktop app', () => {
       } finally {
         bob.stop();
       }
+    }, { shots: true });
+  });
+
+  it('settings show the camera preview and the microphone level', async () => {
+    await withApp('sam', async (b) => {
+      await click(b, 'settings-button');
+      await shown(b, 'settings-page');
+      await waitFrames(b, 'self', 10);
+      const meter = await shown(b, 'mic-meter');
+      await b.waitUntil(async () => Number(await meter.getAttribute('aria-valuenow')) > 0, {
+        timeout: 10000,
+        timeoutMsg: 'the microphone meter never moved',
+      });
+      await shot(b, '12-settings-preview-meter');
+      await click(b, 'settings-close');
+      await shown(b, 'home');
     });
   });
 

@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tauri::ipc::{Channel, InvokeResponseBody};
+use std::time::Duration;
+
+use tauri::ipc::Response;
 use tauri::{AppHandle, Emitter, Manager, State};
 use tauri_plugin_notification::NotificationExt;
 
 use crate::controller::{CallController, Env, Ui};
-use crate::tiles::{FrameChannel, Tiles};
+use crate::tiles::Tiles;
 use crate::view::{Command, EVENT, Reply, Snapshot, UiError, UiEvent};
 
 /// Does what the UI asked; changes arrive as events.
@@ -24,30 +26,16 @@ async fn snapshot(controller: State<'_, CallController>) -> Result<Snapshot, UiE
     controller.snapshot().await
 }
 
-/// Sends `tile`'s video frames down `channel`.
+/// The newest frame of `tile` after frame number `after` (raw bytes; empty
+/// when none came within a second, so the window can stop asking).
 #[tauri::command]
-fn watch_video(tile: String, channel: Channel<InvokeResponseBody>, tiles: State<'_, Arc<Tiles>>) {
-    tiles.watch(&tile, Arc::new(TileChannel(channel)));
-}
-
-/// Stops sending `tile`'s frames.
-#[tauri::command]
-fn unwatch_video(tile: String, tiles: State<'_, Arc<Tiles>>) {
-    tiles.unwatch(&tile);
-}
-
-/// The UI drew `tile`'s last frame; the next may go.
-#[tauri::command]
-fn frame_done(tile: String, tiles: State<'_, Arc<Tiles>>) {
-    tiles.done(&tile);
-}
-
-struct TileChannel(Channel<InvokeResponseBody>);
-
-impl FrameChannel for TileChannel {
-    fn send(&self, bytes: Vec<u8>) -> bool {
-        self.0.send(InvokeResponseBody::Raw(bytes)).is_ok()
-    }
+async fn next_frame(
+    tile: String,
+    after: u64,
+    tiles: State<'_, Arc<Tiles>>,
+) -> Result<Response, UiError> {
+    let frame = tiles.next(&tile, after, Duration::from_secs(1)).await;
+    Ok(Response::new(frame.unwrap_or_default()))
 }
 
 /// Events to the window; a notification when a call rings while the
@@ -146,15 +134,14 @@ pub fn run() {
             tauri::async_runtime::spawn(task);
             app.manage(controller);
             app.manage(tiles);
+            // Take the keyboard at start (a window manager would give it);
+            // WebKit also answers snapshots only for a focused view.
+            if let Some(w) = app.get_webview_window("main") {
+                let _ = w.set_focus();
+            }
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![
-            send,
-            snapshot,
-            watch_video,
-            unwatch_video,
-            frame_done
-        ])
+        .invoke_handler(tauri::generate_handler![send, snapshot, next_frame])
         .build(tauri::generate_context!("../tauri.conf.json"))
         .expect("the app could not be built")
         .run(|app, event| {

@@ -1,139 +1,130 @@
-//! Video to the UI: one channel per tile, raw I420 behind a 16-byte header,
-//! latest frame wins. A tile has at most one frame in flight; frames that
-//! arrive before the UI says it drew the last one replace each other, so a
-//! slow tile drops frames and never queues them.
+//! Video to the UI, latest frame wins. The window asks for a tile's next
+//! frame (`next_frame`) once it has drawn the last one; the answer is the
+//! newest frame it has not seen, raw I420 behind a 24-byte header. Frames
+//! that arrive while the window is drawing replace each other, so a slow
+//! tile drops frames and never queues them, and each frame costs the window
+//! one request (measured against a pushed channel: docs/benchmarks.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use beckon_media::frame::VideoFrame;
 use beckon_media::pipeline::VideoSink;
 use beckon_protocol::UserId;
+use tokio::sync::watch;
 
 use crate::view::FRAME_HEADER;
 
 /// The tile of our own camera.
 pub const SELF_TILE: &str = "self";
 
-/// Where a tile's frames go (a Tauri channel in the app).
-pub trait FrameChannel: Send + Sync {
-    /// Sends one encoded frame; `false` when the other end is gone.
-    fn send(&self, bytes: Vec<u8>) -> bool;
-}
-
 /// Counters of one tile.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TileCounters {
     /// Frames that arrived for it.
     pub arrived: u64,
-    /// Frames sent to the UI.
+    /// Frames handed to the window.
     pub sent: u64,
-    /// Frames replaced by a newer one before they could be sent.
+    /// Frames replaced by a newer one before the window asked.
     pub dropped: u64,
 }
 
-#[derive(Default)]
-struct Tile {
-    channel: Option<Arc<dyn FrameChannel>>,
-    pending: Option<VideoFrame>,
-    in_flight: bool,
-    counters: TileCounters,
+#[derive(Debug, Clone, Default)]
+struct Latest {
+    /// Numbers every frame the tile ever had; never goes back.
+    seq: u64,
+    frame: Option<VideoFrame>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    latest: watch::Sender<Latest>,
+    counters: Mutex<(TileCounters, u64)>,
 }
 
 /// Every tile, by name (a member's user id, or [`SELF_TILE`]).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Tiles {
-    tiles: Mutex<HashMap<String, Tile>>,
-}
-
-impl std::fmt::Debug for Tiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tiles").finish_non_exhaustive()
-    }
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
 impl Tiles {
-    /// Sends `tile`'s frames to `channel` from now on (replacing an earlier
-    /// one); the latest frame, if any, goes at once.
-    pub fn watch(&self, tile: &str, channel: Arc<dyn FrameChannel>) {
-        let mut tiles = self.lock();
-        let t = tiles.entry(tile.to_owned()).or_default();
-        t.channel = Some(channel);
-        t.in_flight = false;
-        Self::pump(t);
-    }
-
-    /// Stops sending `tile`'s frames.
-    pub fn unwatch(&self, tile: &str) {
-        if let Some(t) = self.lock().get_mut(tile) {
-            t.channel = None;
-            t.in_flight = false;
-        }
-    }
-
-    /// The UI drew the last frame of `tile`: the next may go.
-    pub fn done(&self, tile: &str) {
-        if let Some(t) = self.lock().get_mut(tile) {
-            t.in_flight = false;
-            Self::pump(t);
-        }
+    fn slot(&self, tile: &str) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tile.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    latest: watch::Sender::new(Latest::default()),
+                    counters: Mutex::new((TileCounters::default(), 0)),
+                })
+            })
+            .clone()
     }
 
     /// A new frame for `tile`.
     pub fn offer(&self, tile: &str, frame: VideoFrame) {
-        let mut tiles = self.lock();
-        let t = tiles.entry(tile.to_owned()).or_default();
-        t.counters.arrived += 1;
-        if t.pending.replace(frame).is_some() {
-            t.counters.dropped += 1;
+        let slot = self.slot(tile);
+        let mut replaced = false;
+        let mut seq = 0;
+        slot.latest.send_modify(|l| {
+            replaced = l.frame.is_some();
+            l.seq += 1;
+            seq = l.seq;
+            l.frame = Some(frame);
+        });
+        let mut c = slot.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.0.arrived += 1;
+        // The one before was never fetched.
+        if replaced && c.1 < seq - 1 {
+            c.0.dropped += 1;
         }
-        Self::pump(t);
     }
 
-    /// Forgets `tile`'s frames (the member left, the camera stopped); its
-    /// channel stays for when they come back.
+    /// The newest frame of `tile` after frame number `after`, encoded for
+    /// the window, waiting up to `wait` for one; `None` when none came.
+    pub async fn next(&self, tile: &str, after: u64, wait: Duration) -> Option<Vec<u8>> {
+        let slot = self.slot(tile);
+        let mut rx = slot.latest.subscribe();
+        let found = tokio::time::timeout(wait, rx.wait_for(|l| l.seq > after && l.frame.is_some()))
+            .await
+            .ok()?
+            .ok()?;
+        let (seq, frame) = (found.seq, found.frame.clone()?);
+        drop(found);
+        let mut c = slot.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.0.sent += 1;
+        c.1 = c.1.max(seq);
+        Some(encode(&frame, seq))
+    }
+
+    /// Forgets `tile`'s frame (the member left, the camera stopped).
     pub fn clear(&self, tile: &str) {
-        if let Some(t) = self.lock().get_mut(tile) {
-            t.pending = None;
-            t.counters = TileCounters::default();
-        }
+        let slot = self.slot(tile);
+        slot.latest.send_modify(|l| l.frame = None);
+        slot.counters.lock().unwrap_or_else(|p| p.into_inner()).0 = TileCounters::default();
     }
 
     /// The counters of `tile`.
     pub fn counters(&self, tile: &str) -> TileCounters {
-        self.lock()
-            .get(tile)
-            .map(|t| t.counters)
-            .unwrap_or_default()
-    }
-
-    fn pump(t: &mut Tile) {
-        if t.in_flight || t.channel.is_none() {
-            return;
-        }
-        let (Some(channel), Some(frame)) = (&t.channel, t.pending.take()) else {
-            return;
-        };
-        if channel.send(encode(&frame)) {
-            t.in_flight = true;
-            t.counters.sent += 1;
-        } else {
-            t.channel = None;
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tile>> {
-        self.tiles.lock().unwrap_or_else(|p| p.into_inner())
+        self.slot(tile)
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
     }
 }
 
 /// A frame as the UI reads it: width, height (u32), capture time in µs
-/// (u64), little endian, then the I420 planes.
-pub fn encode(frame: &VideoFrame) -> Vec<u8> {
+/// (u64), frame number (u64), little endian, then the I420 planes.
+pub fn encode(frame: &VideoFrame, seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER + frame.data.len());
     out.extend_from_slice(&frame.width.to_le_bytes());
     out.extend_from_slice(&frame.height.to_le_bytes());
     out.extend_from_slice(&frame.timestamp_us.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&frame.data);
     out
 }
@@ -163,19 +154,6 @@ impl VideoSink for TileSink {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
-    struct Recorder {
-        frames: Mutex<Vec<Vec<u8>>>,
-        gone: bool,
-    }
-
-    impl FrameChannel for Recorder {
-        fn send(&self, bytes: Vec<u8>) -> bool {
-            self.frames.lock().expect("lock").push(bytes);
-            !self.gone
-        }
-    }
-
     fn frame(n: u64) -> VideoFrame {
         let mut data = vec![n as u8; 4 * 4];
         data.resize(VideoFrame::i420_len(4, 4), 128);
@@ -186,66 +164,59 @@ mod tests {
         u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"))
     }
 
+    fn seq(bytes: &[u8]) -> u64 {
+        u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"))
+    }
+
+    const WAIT: Duration = Duration::from_millis(50);
+
     #[test]
-    fn a_frame_is_encoded_with_its_size_and_time() {
-        let bytes = encode(&frame(9));
+    fn a_frame_is_encoded_with_its_size_time_and_number() {
+        let bytes = encode(&frame(9), 3);
         assert_eq!(bytes.len(), FRAME_HEADER + VideoFrame::i420_len(4, 4));
         assert_eq!(&bytes[0..4], &4u32.to_le_bytes());
         assert_eq!(&bytes[4..8], &4u32.to_le_bytes());
-        assert_eq!(stamp(&bytes), 9);
+        assert_eq!((stamp(&bytes), seq(&bytes)), (9, 3));
         assert_eq!(bytes[FRAME_HEADER], 9);
     }
 
-    #[test]
-    fn a_slow_tile_gets_the_latest_frame_not_a_queue() {
+    #[tokio::test]
+    async fn a_slow_tile_gets_the_latest_frame_not_a_queue() {
         let tiles = Tiles::default();
-        let ui = Arc::new(Recorder::default());
-        tiles.watch("bob", ui.clone());
-        for n in 1..=5 {
+        tiles.offer("bob", frame(1));
+        let first = tiles.next("bob", 0, WAIT).await.expect("a frame");
+        assert_eq!(stamp(&first), 1);
+        // Drawing takes a while: three frames arrive meanwhile.
+        for n in 2..=5 {
             tiles.offer("bob", frame(n));
         }
-        // Frame 1 went at once; 2–4 were replaced while it was drawn.
-        tiles.done("bob");
-        let sent: Vec<u64> = ui
-            .frames
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|b| stamp(b))
-            .collect();
-        assert_eq!(sent, vec![1, 5]);
+        let next = tiles.next("bob", seq(&first), WAIT).await.expect("a frame");
+        assert_eq!(stamp(&next), 5);
         let c = tiles.counters("bob");
         assert_eq!((c.arrived, c.sent, c.dropped), (5, 2, 3));
-        // Nothing is waiting: `done` sends nothing more.
-        tiles.done("bob");
-        assert_eq!(ui.frames.lock().expect("lock").len(), 2);
+        // Nothing newer: the request waits, then comes back empty.
+        assert!(tiles.next("bob", seq(&next), WAIT).await.is_none());
     }
 
-    #[test]
-    fn a_tile_watched_late_gets_the_last_frame_at_once() {
-        let tiles = Tiles::default();
-        tiles.offer("self", frame(3));
-        let ui = Arc::new(Recorder::default());
-        tiles.watch("self", ui.clone());
-        assert_eq!(stamp(&ui.frames.lock().expect("lock")[0]), 3);
+    #[tokio::test]
+    async fn a_waiting_request_gets_the_next_frame_as_it_arrives() {
+        let tiles = Arc::new(Tiles::default());
+        let t = tiles.clone();
+        let waiting = tokio::spawn(async move { t.next("self", 0, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tiles.offer("self", frame(7));
+        let got = waiting.await.expect("task").expect("a frame");
+        assert_eq!(stamp(&got), 7);
     }
 
-    #[test]
-    fn unwatched_and_closed_tiles_receive_nothing() {
+    #[tokio::test]
+    async fn a_cleared_tile_has_nothing_to_show() {
         let tiles = Tiles::default();
-        let ui = Arc::new(Recorder::default());
-        tiles.watch("bob", ui.clone());
-        tiles.unwatch("bob");
-        tiles.offer("bob", frame(1));
-        assert!(ui.frames.lock().expect("lock").is_empty());
-        let closed = Arc::new(Recorder {
-            gone: true,
-            ..Recorder::default()
-        });
-        tiles.watch("carol", closed.clone());
         tiles.offer("carol", frame(1));
-        tiles.done("carol");
+        tiles.clear("carol");
+        assert!(tiles.next("carol", 0, WAIT).await.is_none());
         tiles.offer("carol", frame(2));
-        assert_eq!(closed.frames.lock().expect("lock").len(), 1);
+        let got = tiles.next("carol", 0, WAIT).await.expect("a frame");
+        assert_eq!((stamp(&got), seq(&got)), (2, 2));
     }
 }

@@ -450,6 +450,7 @@ pub enum UiEvent {
 /// Name of the Tauri event that carries [`UiEvent`]s.
 pub const EVENT: &str = "beckon://event";
 
-/// Frames sent over a tile's channel start with this header (little
-/// endian): width u32, height u32, capture time µs u64, then I420 planes.
-pub const FRAME_HEADER: usize = 16;
+/// A tile's frame (`next_frame`) starts with this header (little endian):
+/// width u32, height u32, capture time µs u64, frame number u64; then the
+/// I420 planes.
+pub const FRAME_HEADER: usize = 24;

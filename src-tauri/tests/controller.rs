@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beckon_app::controller::{CallController, Env, Ui};
-use beckon_app::tiles::{FrameChannel, Tiles};
+use beckon_app::tiles::Tiles;
 use beckon_app::view::{Command, Connection, MemberStatus, Phase, Reply, UiEvent};
 use beckon_client::{Client, ClientConfig, ClientEvent, Credentials};
 use beckon_core::manager::Notice;
@@ -61,19 +61,6 @@ impl Recorder {
 
     fn clear(&self) {
         self.events.lock().expect("lock").clear();
-    }
-}
-
-/// A tile that keeps what it is sent and acknowledges each frame.
-#[derive(Default)]
-struct Screen {
-    frames: Mutex<Vec<Vec<u8>>>,
-}
-
-impl FrameChannel for Screen {
-    fn send(&self, bytes: Vec<u8>) -> bool {
-        self.frames.lock().expect("lock").push(bytes);
-        true
     }
 }
 
@@ -172,8 +159,6 @@ async fn calling_the_echo_test_returns_your_own_video() {
     assert_eq!(contacts[0].id, "echo", "the echo test is listed first");
     assert!(contacts[0].online);
 
-    let screen = Arc::new(Screen::default());
-    app.tiles.watch("echo", screen.clone());
     send(
         &app,
         Command::Call {
@@ -195,18 +180,17 @@ async fn calling_the_echo_test_returns_your_own_video() {
         .await;
     // Our own test pattern comes back: its stamps read back at the tile.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let mut stamped = 0;
+    let (mut stamped, mut after) = (0, 0);
     while stamped < 5 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let frames: Vec<Vec<u8>> = std::mem::take(&mut *screen.frames.lock().expect("lock"));
-        for bytes in frames {
-            let w = u32::from_le_bytes(bytes[0..4].try_into().expect("4"));
-            let h = u32::from_le_bytes(bytes[4..8].try_into().expect("4"));
-            let frame = VideoFrame::new(w, h, bytes[16..].to_vec(), 0).expect("an I420 frame");
-            if read_stamp(&frame).is_some() {
-                stamped += 1;
-            }
-            app.tiles.done("echo");
+        let Some(bytes) = app.tiles.next("echo", after, Duration::from_secs(1)).await else {
+            continue;
+        };
+        let w = u32::from_le_bytes(bytes[0..4].try_into().expect("4"));
+        let h = u32::from_le_bytes(bytes[4..8].try_into().expect("4"));
+        after = u64::from_le_bytes(bytes[16..24].try_into().expect("8"));
+        let frame = VideoFrame::new(w, h, bytes[24..].to_vec(), 0).expect("an I420 frame");
+        if read_stamp(&frame).is_some() {
+            stamped += 1;
         }
     }
     assert!(

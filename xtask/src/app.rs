@@ -206,6 +206,12 @@ struct Driver {
     port: u16,
 }
 
+impl Drop for Driver {
+    fn drop(&mut self) {
+        Self::sweep();
+    }
+}
+
 impl Driver {
     fn start() -> anyhow::Result<Self> {
         let driver = tauri_driver()?;
@@ -236,6 +242,14 @@ impl Driver {
             x,
             port,
         })
+    }
+
+    /// Ends app instances a failed scenario left behind (their profiles are
+    /// all named beckon-e2e-app-…), with their web processes.
+    fn sweep() {
+        let _ = Command::new("pkill")
+            .args(["-f", "beckon-e2e-app-"])
+            .status();
     }
 
     /// Points a node script at this driver and the `profile`'s binaries.

@@ -1001,8 +1001,11 @@ impl Actor {
                     .await;
             }
             Notice::IncomingTimeout { call_id } => {
-                self.call_over(&call_id, "missed", "You missed a call.".into())
-                    .await;
+                let message = match &self.last_call {
+                    Some(c) => format!("You missed a call from {}.", c.inviter.name),
+                    None => "You missed a call.".to_owned(),
+                };
+                self.call_over(&call_id, "missed", message).await;
             }
             Notice::AnsweredElsewhere { call_id, accepted } => {
                 let message = if accepted {
@@ -1048,6 +1051,8 @@ impl Actor {
                 by,
             } => {
                 let invited = self.extras.others.clone();
+                // Leaving or ending it ourselves needs no name.
+                let by = by.filter(|b| self.me.as_ref().is_none_or(|m| m.id != b.as_str()));
                 let outcome = call::ended(
                     call_id.as_str(),
                     reason,

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { invoke } from '@tauri-apps/api/core';
-import { attempt, search, send, toUiError } from './api';
+import { attempt, search, send, toUiError, unwatchVideo, watchVideo } from './api';
+import { makeFrame } from './frame';
 import { person } from '../test/fixtures';
 
 vi.mock('@tauri-apps/api/core', () => ({ invoke: vi.fn(), Channel: class {} }));
@@ -40,5 +41,35 @@ describe('api', () => {
     expect(toUiError('boom')).toEqual({ code: 'error', message: 'boom' });
     expect(toUiError(new Error('bad'))).toEqual({ code: 'error', message: 'bad' });
     expect(toUiError(undefined).message).toMatch(/wrong/);
+  });
+
+  it('fetches frames one at a time, each after the last one drawn, until unwatched', async () => {
+    const numbered = (n: number) => {
+      const buf = makeFrame(2, 2, n);
+      new DataView(buf).setUint32(16, n, true);
+      return buf;
+    };
+    const asked: unknown[] = [];
+    let n = 0;
+    mocked.mockImplementation(async (cmd, args) => {
+      asked.push(args);
+      if (cmd !== 'next_frame') return undefined;
+      n += 1;
+      // The second answer is empty: nothing new came within the wait.
+      return n === 2 ? new ArrayBuffer(0) : numbered(n * 10);
+    });
+    const drawn: number[] = [];
+    const done = watchVideo('bob', (m) => {
+      drawn.push(new DataView(m as ArrayBuffer).getUint32(16, true));
+      if (drawn.length === 2) void unwatchVideo('bob');
+    });
+    await done;
+    expect(drawn).toEqual([10, 30]);
+    expect(asked).toEqual([
+      { tile: 'bob', after: 0 },
+      { tile: 'bob', after: 10 },
+      { tile: 'bob', after: 10 },
+    ]);
+    mocked.mockReset();
   });
 });

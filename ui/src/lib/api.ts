@@ -1,7 +1,7 @@
 // The only place that talks to the backend (Tauri IPC).
-import { Channel, invoke } from '@tauri-apps/api/core';
+import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import { EVENT, type Command, type Person, type Reply, type Snapshot, type UiError, type UiEvent } from './bindings';
+import { EVENT, FRAME_HEADER, type Command, type Person, type Reply, type Snapshot, type UiError, type UiEvent } from './bindings';
 import type { FrameMessage } from './frame';
 
 /** Turns whatever a rejected invoke carried into a UiError. */
@@ -49,19 +49,54 @@ export function onEvent(handler: (ev: UiEvent) => void): Promise<UnlistenFn> {
   return listen<UiEvent>(EVENT, (e) => handler(e.payload));
 }
 
-/** Starts frames for `tile` (a user id, or "self") over a new channel. */
+/** Tiles whose frames are being fetched, with a flag to stop. */
+const pulls = new Map<string, { stopped: boolean }>();
+
+/** Frame number in a frame's header (after width, height, capture time). */
+function frameNumber(buf: ArrayBuffer): number {
+  const view = new DataView(buf, 16, 8);
+  return view.getUint32(0, true) + view.getUint32(4, true) * 2 ** 32;
+}
+
+/** Fetches `tile`'s frames (a user id, or "self") one at a time: each
+ *  request returns the newest frame after the last one shown, so a slow
+ *  tile skips frames instead of queueing them. `onFrame` runs before the
+ *  next request goes out. */
 export async function watchVideo(tile: string, onFrame: (msg: FrameMessage) => void): Promise<void> {
-  const channel = new Channel<FrameMessage>();
-  channel.onmessage = onFrame;
-  await invoke('watch_video', { tile, channel });
+  const earlier = pulls.get(tile);
+  if (earlier) earlier.stopped = true;
+  const pull = { stopped: false };
+  pulls.set(tile, pull);
+  let after = 0;
+  let failures = 0;
+  while (!pull.stopped) {
+    let buf: ArrayBuffer;
+    try {
+      buf = await invoke<ArrayBuffer>('next_frame', { tile, after });
+      failures = 0;
+    } catch (err) {
+      // The first failure is the caller's to report; later ones back off.
+      if (failures++ === 0 && after === 0) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    if (pull.stopped) break;
+    if (!(buf instanceof ArrayBuffer)) {
+      // Not a frame at all: never spin on it.
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    if (buf.byteLength > FRAME_HEADER) {
+      after = frameNumber(buf);
+      onFrame(buf);
+    }
+  }
 }
 
-/** Tells the backend the last frame of `tile` is drawn (it may send the next). */
-export function frameDone(tile: string): Promise<void> {
-  return invoke('frame_done', { tile });
-}
-
-/** Stops frames for `tile`. */
+/** Stops fetching `tile`'s frames. */
 export function unwatchVideo(tile: string): Promise<void> {
-  return invoke('unwatch_video', { tile });
+  const pull = pulls.get(tile);
+  if (pull) pull.stopped = true;
+  pulls.delete(tile);
+  return Promise.resolve();
 }

@@ -405,4 +405,4 @@ message: string, };
 export const EVENT = "beckon://event";
 
 /** Bytes before the I420 planes of a video frame. */
-export const FRAME_HEADER = 16;
+export const FRAME_HEADER = 24;

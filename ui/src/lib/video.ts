@@ -1,7 +1,7 @@
 // One backend watch per video tile, shared by whichever canvas shows that
 // tile now. Unwatching waits a moment so that a canvas replaced by another
 // for the same tile (waiting page → calling page) keeps the stream.
-import { frameDone, unwatchVideo, watchVideo } from './api';
+import { unwatchVideo, watchVideo } from './api';
 import { parseFrame, type FrameMessage, type I420Frame } from './frame';
 
 export type FrameSink = (frame: I420Frame) => void;
@@ -56,9 +56,6 @@ function deliver(tile: string, msg: FrameMessage): void {
     }
   } catch (err) {
     if (badFrames++ < 5) console.error(`Beckon video: frame for ${tile} not drawn:`, err);
-  } finally {
-    // Always ask for the next one, or the tile would stall.
-    frameDone(tile).catch(() => {});
   }
 }
 
