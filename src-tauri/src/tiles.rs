@@ -141,13 +141,47 @@ pub struct TileSink {
 
 impl VideoSink for TileSink {
     fn frame(&self, from: &UserId, frame: VideoFrame) {
-        let tile = if from == &self.me {
-            SELF_TILE
+        if from == &self.me {
+            // In a call the self view is a small tile: a quarter of the
+            // pixels is plenty, and the window's work per frame shrinks
+            // with them.
+            let small = if frame.width > SELF_VIEW_MAX_WIDTH {
+                halve(&frame)
+            } else {
+                frame
+            };
+            self.tiles.offer(SELF_TILE, small);
         } else {
-            from.as_str()
-        };
-        self.tiles.offer(tile, frame);
+            self.tiles.offer(from.as_str(), frame);
+        }
     }
+}
+
+/// Widest self view sent to the window during a call.
+const SELF_VIEW_MAX_WIDTH: u32 = 400;
+
+/// Half the width and height, each pixel the mean of four.
+pub fn halve(frame: &VideoFrame) -> VideoFrame {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    // Even output size, so the chroma planes stay exact halves.
+    let (ow, oh) = ((w / 2) & !1, (h / 2) & !1);
+    let mut out = Vec::with_capacity(VideoFrame::i420_len(ow as u32, oh as u32));
+    let mut plane = |src: &[u8], sw: usize, dw: usize, dh: usize| {
+        for y in 0..dh {
+            let (r0, r1) = (&src[2 * y * sw..], &src[(2 * y + 1) * sw..]);
+            out.extend((0..dw).map(|x| {
+                let sum = u16::from(r0[2 * x])
+                    + u16::from(r0[2 * x + 1])
+                    + u16::from(r1[2 * x])
+                    + u16::from(r1[2 * x + 1]);
+                ((sum + 2) / 4) as u8
+            }));
+        }
+    };
+    plane(frame.y(), w, ow, oh);
+    plane(frame.u(), w / 2, ow / 2, oh / 2);
+    plane(frame.v(), w / 2, ow / 2, oh / 2);
+    VideoFrame::new(ow as u32, oh as u32, out, frame.timestamp_us).expect("sizes add up")
 }
 
 #[cfg(test)]
@@ -207,6 +241,42 @@ mod tests {
         tiles.offer("self", frame(7));
         let got = waiting.await.expect("task").expect("a frame");
         assert_eq!(stamp(&got), 7);
+    }
+
+    #[test]
+    fn halving_averages_each_square_of_four() {
+        let (w, h) = (8usize, 4usize);
+        let mut data: Vec<u8> = (0..w * h).map(|i| (i % w) as u8 * 10).collect();
+        data.extend(std::iter::repeat_n(100u8, w * h / 4));
+        data.extend(std::iter::repeat_n(200u8, w * h / 4));
+        let f = VideoFrame::new(w as u32, h as u32, data, 5).expect("size");
+        let half = halve(&f);
+        assert_eq!((half.width, half.height, half.timestamp_us), (4, 2, 5));
+        // Columns 0 and 1 (values 0, 10) average to 5.
+        assert_eq!(&half.y()[..4], &[5, 25, 45, 65]);
+        assert_eq!((half.u()[0], half.v()[0]), (100, 200));
+    }
+
+    #[test]
+    fn the_self_view_in_a_call_is_sent_at_half_size() {
+        let tiles = Arc::new(Tiles::default());
+        let sink = TileSink {
+            tiles: tiles.clone(),
+            me: "alice".parse().expect("id"),
+        };
+        let mut data = vec![0u8; 640 * 480];
+        data.resize(VideoFrame::i420_len(640, 480), 128);
+        let big = VideoFrame::new(640, 480, data, 1).expect("size");
+        sink.frame(&"alice".parse().expect("id"), big.clone());
+        sink.frame(&"bob".parse().expect("id"), big);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let me = rt.block_on(tiles.next(SELF_TILE, 0, WAIT)).expect("self");
+        let bob = rt.block_on(tiles.next("bob", 0, WAIT)).expect("bob");
+        assert_eq!(&me[0..8], &[64, 1, 0, 0, 240, 0, 0, 0]);
+        assert_eq!(&bob[0..4], &640u32.to_le_bytes());
     }
 
     #[tokio::test]
