@@ -16,7 +16,18 @@ const PAGE = 4096;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** pid → { ppid, comm, cpu seconds, rss bytes } for every process. */
+/** Proportional set size: resident memory with pages shared between
+ *  processes (WebKit's libraries, mapped by all three) counted once. */
+function pss(pid) {
+  try {
+    const m = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+) kB/m);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** pid → { ppid, comm, cpu seconds, memory bytes (PSS) } for every process. */
 function processes() {
   const all = new Map();
   for (const name of readdirSync('/proc')) {
@@ -30,7 +41,7 @@ function processes() {
         ppid: Number(f[1]),
         comm,
         cpu: (Number(f[11]) + Number(f[12])) / TICKS,
-        rss: Number(f[21]) * PAGE,
+        rss: pss(name) ?? Number(f[21]) * PAGE,
       });
     } catch {}
   }

@@ -393,6 +393,14 @@ pub(crate) fn bundle() -> anyhow::Result<()> {
         "usr/bin/beckon",
         &crate::procs::bin_dir("release").join("beckon"),
     )?;
+    // Debug symbols stay in target/; the package ships a stripped binary.
+    let strip = Command::new("strip")
+        .arg("--strip-unneeded")
+        .arg(pkg.join("usr/bin/beckon"))
+        .status();
+    if !strip.is_ok_and(|s| s.success()) {
+        println!("xtask: strip failed; the package keeps the symbols");
+    }
     for (size, file) in [
         ("32x32", "32x32.png"),
         ("128x128", "128x128.png"),

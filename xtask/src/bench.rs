@@ -509,7 +509,7 @@ pub(crate) fn app_report(r: &Value, hold: f64, bundle_dir: &std::path::Path) -> 
     );
     let _ = writeln!(
         s,
-        "### Frames per second delivered to the window\n\nRemote 640×360@30 streams in a group call, plus the self view (640×480).\n\n\
+        "### Frames per second delivered to the window\n\nRemote 640×360@30 streams in a group call, plus the self view (captured at 640×480, sent to the window at 320×240).\n\n\
          | remote tiles | fps per remote tile | self view fps | CPU, app processes | memory |\n|---|---|---|---|---|"
     );
     for t in r["tiles"].as_array().into_iter().flatten() {
