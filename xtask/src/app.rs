@@ -170,18 +170,7 @@ fn tauri_driver() -> anyhow::Result<PathBuf> {
 pub(crate) fn e2e() -> anyhow::Result<()> {
     let started = Instant::now();
     build_ui()?;
-    step(
-        "e2e: build the app, server and peer",
-        cargo(&[
-            "build",
-            "-p",
-            "beckon",
-            "-p",
-            "beckon-server",
-            "-p",
-            "beckon-peer",
-        ]),
-    )?;
+    build_app_bins(false)?;
     npm_ci("e2e")?;
     let driver = Driver::start()?;
     let out = crate::procs::bin_dir("e2e");
@@ -263,27 +252,10 @@ impl Driver {
 /// `cargo xtask bench app [--secs N]`: the app's footprint and video path
 /// in a real window (release build), into `docs/benchmarks.md`.
 pub(crate) fn bench_app(args: &[String]) -> anyhow::Result<()> {
-    let hold: f64 = args
-        .iter()
-        .position(|a| a == "--secs")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(10.0), |s| s.parse())
-        .context("--secs takes a number")?;
+    let hold = crate::bench::secs_arg(args, 10.0)?;
     deps::ensure(deps::Purpose::Test)?;
     build_ui()?;
-    step(
-        "release build",
-        cargo(&[
-            "build",
-            "--release",
-            "-p",
-            "beckon",
-            "-p",
-            "beckon-server",
-            "-p",
-            "beckon-peer",
-        ]),
-    )?;
+    build_app_bins(true)?;
     npm_ci("e2e")?;
     let driver = Driver::start()?;
     let mut cmd = Command::new("node");
@@ -309,6 +281,23 @@ pub(crate) fn bench_app(args: &[String]) -> anyhow::Result<()> {
     let report = crate::bench::app_report(&r, hold, &deb);
     println!("\n{report}");
     crate::bench::write_section("app", &report)
+}
+
+/// Builds the app, the server and the headless peer.
+fn build_app_bins(release: bool) -> anyhow::Result<()> {
+    let mut args = vec![
+        "build",
+        "-p",
+        "beckon",
+        "-p",
+        "beckon-server",
+        "-p",
+        "beckon-peer",
+    ];
+    if release {
+        args.push("--release");
+    }
+    step("build the app, server and peer", cargo(&args))
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -57,6 +57,15 @@ struct Result {
     secs: f64,
 }
 
+/// The number after `--secs`, or `default`.
+pub(crate) fn secs_arg(args: &[String], default: f64) -> anyhow::Result<f64> {
+    args.iter()
+        .position(|a| a == "--secs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(default), |s| s.parse())
+        .context("--secs takes a number")
+}
+
 /// Replaces one benchmark's section of `docs/benchmarks.md` (between its
 /// markers), keeping the others.
 pub(crate) fn write_section(name: &str, body: &str) -> anyhow::Result<()> {
@@ -87,12 +96,7 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
             )
         }
     }
-    let hold: f64 = args
-        .iter()
-        .position(|a| a == "--secs")
-        .and_then(|i| args.get(i + 1))
-        .map_or(Ok(20.0), |s| s.parse())
-        .context("--secs takes a number")?;
+    let hold = secs_arg(args, 20.0)?;
     deps::ensure(deps::Purpose::Run)?;
     println!("xtask: building beckon-server and beckon-peer (release)");
     let status = crate::cargo(&[

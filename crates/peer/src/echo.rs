@@ -105,7 +105,7 @@ async fn run(client: Client, mut events: tokio::sync::mpsc::Receiver<ClientEvent
                         tracing::debug!(error = %e, "echo: a signal was not sent");
                     }
             }
-            () = sleep_until(ends_at) => {
+            () = crate::sleep_until(ends_at) => {
                 if let Some(c) = &call {
                     let _ = client.end(c.call_id.clone()).await;
                 }
@@ -212,13 +212,6 @@ async fn start_media(client: &Client, call_id: CallId) -> Result<EchoCall, Media
 async fn next_media_event(call: &mut Option<EchoCall>) -> Option<MediaEvent> {
     match call {
         Some(c) => c.events.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
