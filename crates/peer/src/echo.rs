@@ -37,6 +37,15 @@ use tokio::task::JoinHandle;
 /// Shown name of the echo contact.
 pub const DISPLAY_NAME: &str = "Echo test";
 
+/// How long the echo waits before saying back what it heard: long enough to
+/// hear yourself as a separate voice (as classic echo tests do) rather than
+/// as a confusing, possibly howling, side-tone. Video comes back at once, as
+/// a mirror.
+const AUDIO_DELAY_US: u64 = 1_000_000;
+
+/// 20 ms frames the audio loop holds: the delay and a second of slack.
+const AUDIO_LOOP_FRAMES: usize = 100;
+
 /// The longest an echo call lasts; nobody needs to talk to themselves longer.
 const MAX_CALL: Duration = Duration::from_secs(10 * 60);
 
@@ -177,7 +186,7 @@ async fn start_media(client: &Client, call_id: CallId) -> Result<EchoCall, Media
     let mut config = CallConfig::new(me.clone(), kind);
     config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
     let video = Arc::new(Loop::<VideoFrame>::new(1));
-    let audio = Arc::new(Loop::<AudioFrame>::new(25));
+    let audio = Arc::new(Loop::<AudioFrame>::new(AUDIO_LOOP_FRAMES));
     let camera: Option<Box<dyn VideoSource>> = match kind {
         CallKind::Video => Some(Box::new(EchoCamera {
             frames: video.clone(),
@@ -251,11 +260,14 @@ impl<T> Loop<T> {
         items.pop_front()
     }
 
-    fn try_pop(&self) -> Option<T> {
-        self.items
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
+    /// The oldest item, when `ready` says it may go.
+    fn pop_if(&self, ready: impl FnOnce(&T) -> bool) -> Option<T> {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.front().is_some_and(ready) {
+            items.pop_front()
+        } else {
+            None
+        }
     }
 }
 
@@ -309,7 +321,8 @@ fn black_frame() -> VideoFrame {
     VideoFrame::new(w as u32, h as u32, data, now_us()).expect("size matches")
 }
 
-/// What the echo "hears" (the caller's mixed audio) goes into the loop.
+/// What the echo "hears" (the caller's mixed audio) goes into the loop,
+/// stamped with when it was heard.
 struct EchoSpeaker(Arc<Loop<AudioFrame>>);
 
 impl AudioOutput for EchoSpeaker {
@@ -321,8 +334,8 @@ impl AudioOutput for EchoSpeaker {
     }
 }
 
-/// The echo's "microphone": what it heard, paced at 20 ms; silence when
-/// nothing came.
+/// The echo's "microphone": what it heard a second ago, paced at 20 ms;
+/// silence when nothing is due.
 struct EchoMicrophone {
     frames: Arc<Loop<AudioFrame>>,
     clock: FrameClock,
@@ -331,7 +344,9 @@ struct EchoMicrophone {
 impl AudioSource for EchoMicrophone {
     fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
         self.clock.wait();
-        Ok(self.frames.try_pop().unwrap_or_else(|| AudioFrame {
+        let due = now_us().saturating_sub(AUDIO_DELAY_US);
+        let heard = self.frames.pop_if(|f| f.timestamp_us <= due);
+        Ok(heard.unwrap_or_else(|| AudioFrame {
             samples: vec![0.0; FRAME_SAMPLES].into(),
             timestamp_us: now_us(),
         }))
@@ -352,9 +367,27 @@ mod tests {
         l.push(1);
         l.push(2);
         l.push(3);
-        assert_eq!(l.try_pop(), Some(2));
-        assert_eq!(l.try_pop(), Some(3));
+        assert_eq!(l.pop_if(|_| true), Some(2));
+        assert_eq!(l.pop_if(|_| true), Some(3));
         assert_eq!(l.pop(Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn the_echo_says_back_what_it_heard_a_second_later() {
+        let frames = Arc::new(Loop::new(AUDIO_LOOP_FRAMES));
+        let mut mic = EchoMicrophone {
+            frames: frames.clone(),
+            clock: audio_clock(),
+        };
+        let heard = |at: u64, v: f32| AudioFrame {
+            samples: vec![v; FRAME_SAMPLES].into(),
+            timestamp_us: at,
+        };
+        frames.push(heard(now_us() - AUDIO_DELAY_US - 1_000, 0.5));
+        frames.push(heard(now_us(), 0.25));
+        assert_eq!(mic.next_frame().expect("frame").samples[0], 0.5);
+        // The newer one is not due yet: silence meanwhile.
+        assert_eq!(mic.next_frame().expect("frame").samples[0], 0.0);
     }
 
     #[test]
