@@ -38,8 +38,8 @@ use crate::host::{self, Host};
 use crate::settings::{SavedSession, ServerChoice, Settings, SettingsFile};
 use crate::tiles::{SELF_TILE, TileSink, Tiles};
 use crate::view::{
-    Command, Connection, Device, Devices, HistoryItem, Person, Reply, ServerView, Snapshot,
-    UiError, UiEvent,
+    Command, Connection, Devices, HistoryItem, Person, Reply, ServerView, Snapshot, UiError,
+    UiEvent,
 };
 
 /// Where the controller's news goes (the window, in the app).
@@ -138,8 +138,9 @@ struct Actor {
     contacts: Vec<String>,
     history: Vec<HistoryItem>,
     missed: u32,
-    cameras: Vec<Device>,
-    camera_problem: Option<String>,
+    /// The devices as last listed (listing asks the system, so it happens
+    /// at start and when the settings page opens, not on every change).
+    listed: Devices,
     choice: Choice,
     media: Option<Media>,
     preview: Option<Preview>,
@@ -163,6 +164,7 @@ impl Actor {
             settings.speaker.as_deref(),
             &cameras,
         );
+        let listed = devices::list(&choice, cameras, camera_problem);
         Self {
             env,
             file,
@@ -177,8 +179,7 @@ impl Actor {
             contacts: Vec::new(),
             history: Vec::new(),
             missed: 0,
-            cameras,
-            camera_problem,
+            listed,
             choice,
             media: None,
             preview: None,
@@ -431,7 +432,7 @@ impl Actor {
                 self.emit_call();
             }
             Command::SwitchCamera => {
-                let next = devices::next_camera(&self.cameras, &self.choice.camera)
+                let next = devices::next_camera(&self.listed.cameras, &self.choice.camera)
                     .ok_or_else(|| UiError::new("no_other_camera", "There is no other camera."))?;
                 self.choose(Some(next), None, None).await?;
             }
@@ -694,18 +695,21 @@ impl Actor {
     // ---- devices ------------------------------------------------------
 
     fn refresh_devices(&mut self) {
-        (self.cameras, self.camera_problem) = devices::cameras();
+        let (cameras, camera_problem) = devices::cameras();
+        self.listed = devices::list(&self.choice, cameras, camera_problem);
         self.ui(UiEvent::Devices {
             devices: self.devices(),
         });
     }
 
+    /// The listed devices with the current choice.
     fn devices(&self) -> Devices {
-        devices::list(
-            &self.choice,
-            self.cameras.clone(),
-            self.camera_problem.clone(),
-        )
+        Devices {
+            camera: self.choice.camera.clone(),
+            microphone: self.choice.microphone.clone(),
+            speaker: self.choice.speaker.clone(),
+            ..self.listed.clone()
+        }
     }
 
     async fn choose(
