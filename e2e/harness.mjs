@@ -84,9 +84,10 @@ export function startPeer(server, user, args = []) {
 
 let profiles = 0;
 
-/** The real app, fresh profile, synthetic camera and tone. */
-export async function startApp() {
-  const dir = mkdtempSync(join(tmpdir(), `beckon-e2e-app-${profiles++}-`));
+/** The real app with a fresh profile (or the one in `dataDir`), synthetic
+ *  camera and tone. */
+export async function startApp({ dataDir } = {}) {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), `beckon-e2e-app-${profiles++}-`));
   const browser = await remote({
     hostname: '127.0.0.1',
     port: DRIVER_PORT,
