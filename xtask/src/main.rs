@@ -13,6 +13,7 @@
 
 mod app;
 mod bench;
+mod chromium;
 mod deps;
 mod procs;
 mod run;

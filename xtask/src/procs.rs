@@ -45,6 +45,11 @@ impl ServerProc {
         thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         Ok(Self { child, url })
     }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for ServerProc {

@@ -56,6 +56,9 @@ struct Seen {
     /// The same, for the whole call.
     all_latencies: Vec<u64>,
     first_at: Option<Instant>,
+    /// The same moment on the wall clock (µs since the Unix epoch), to
+    /// compare with the other end's offer time.
+    first_at_us: Option<u64>,
 }
 
 /// Reads the stamp of every decoded frame.
@@ -70,6 +73,7 @@ impl VideoSink for StampSink {
         let s = seen.entry(from.clone()).or_default();
         s.frames += 1;
         s.first_at.get_or_insert_with(Instant::now);
+        s.first_at_us.get_or_insert_with(now_us);
         (s.width, s.height) = (frame.width, frame.height);
         if let Some(stamp) = read_stamp(&frame) {
             s.last_frame = Some(stamp.frame);
@@ -88,6 +92,9 @@ pub(crate) struct MediaSession {
     started: Instant,
     /// When our own accept (or the first answer to our invite) happened.
     since_accept: Instant,
+    /// When we asked for an offer to each member we offered to, wall clock
+    /// (µs since the Unix epoch): the start of "offer to first frame".
+    offered_at_us: Mutex<HashMap<UserId, u64>>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -179,6 +186,7 @@ impl MediaSession {
             sink,
             started: Instant::now(),
             since_accept: accepted_at,
+            offered_at_us: Mutex::default(),
         };
         Ok((session, events, failures))
     }
@@ -189,7 +197,16 @@ impl MediaSession {
 
     /// Connects to a member who is in the call.
     pub(crate) async fn add(&self, user: UserId, we_offer: bool) -> Result<(), MediaError> {
-        self.media.add_member(user, we_offer).await
+        self.media.add_member(user.clone(), we_offer).await?;
+        if we_offer {
+            // The offer is created right after this, on the link's task.
+            self.offered_at_us
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(user)
+                .or_insert_with(now_us);
+        }
+        Ok(())
     }
 
     /// Drops a member who left.
@@ -276,6 +293,11 @@ impl MediaSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let offered = self
+            .offered_at_us
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let members: Vec<Value> = seen
             .iter()
             .map(|(who, s)| {
@@ -288,6 +310,9 @@ impl MediaSession {
                     "latency_ms_p95": lat.p95,
                     "latency_ms_mean": lat.mean,
                     "first_frame_ms": s.first_at.map(|t| t.saturating_duration_since(self.since_accept).as_millis() as u64),
+                    "size": format!("{}x{}", s.width, s.height),
+                    "first_frame_at_us": s.first_at_us,
+                    "offered_at_us": offered.get(who),
                     "decode_ms": p.map(|p| round2(p.decode_ms)),
                     "connect_ms": p.and_then(|p| p.connect_ms),
                 })

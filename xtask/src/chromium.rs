@@ -1,0 +1,349 @@
+//! Headless Chromium holding the same loopback calls as the media benchmark,
+//! for a side-by-side comparison.
+//!
+//! The page (`bench/chromium/`) runs the whole call inside one tab: every
+//! party draws Beckon's test pattern on a canvas and sends it with a tone to
+//! every other party over its own `RTCPeerConnection`s. A small HTTP server
+//! here serves the page and receives what it reports; CPU and memory come
+//! from /proc, summed over every process Chromium started.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::bench::{cpu_secs, pss_mb, rss_mb};
+
+/// The flags Chromium runs with (plus a fresh `--user-data-dir`).
+pub(crate) const FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    // The tones come from WebAudio, which otherwise waits for a click.
+    "--autoplay-policy=no-user-gesture-required",
+];
+
+/// Installs Chromium if it is missing (Debian's `chromium` package).
+pub(crate) fn ensure_installed() -> anyhow::Result<()> {
+    let found = Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        crate::deps::install(&["chromium"])?;
+    }
+    Ok(())
+}
+
+/// `chromium --version`, e.g. "Chromium 156.0.8078.114 built on Debian …".
+pub(crate) fn version() -> String {
+    Command::new("chromium")
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// What the page says.
+enum PageMsg {
+    Log(String),
+    Mark(String),
+    Result(Value),
+}
+
+/// Serves `bench/chromium/` on 127.0.0.1 and hands over what the page posts.
+pub(crate) struct PageServer {
+    addr: SocketAddr,
+    rx: mpsc::Receiver<PageMsg>,
+}
+
+impl PageServer {
+    pub(crate) fn start() -> anyhow::Result<Self> {
+        let dir = crate::root().join("bench/chromium");
+        anyhow::ensure!(
+            dir.join("call.html").is_file(),
+            "{} is missing",
+            dir.join("call.html").display()
+        );
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel();
+        // Lives as long as xtask does.
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (tx, dir) = (tx.clone(), dir.clone());
+                thread::spawn(move || {
+                    let _ = serve(stream, &dir, &tx);
+                });
+            }
+        });
+        Ok(Self { addr, rx })
+    }
+}
+
+/// One HTTP/1.1 request, answered and closed.
+fn serve(stream: TcpStream, dir: &Path, tx: &mpsc::Sender<PageMsg>) -> anyhow::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let path = target.split('?').next().unwrap_or("/");
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length.min(16 << 20)];
+    reader.read_exact(&mut body)?;
+    let (status, kind, content) = match method {
+        "GET" => {
+            let name = path.trim_start_matches('/');
+            let name = if name.is_empty() { "call.html" } else { name };
+            // Only files right in the page's folder.
+            let safe = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && !name.starts_with('.');
+            match std::fs::read(dir.join(name)).ok().filter(|_| safe) {
+                Some(bytes) => ("200 OK", content_type(name), bytes),
+                None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            }
+        }
+        "POST" => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let msg = match path {
+                "/log" => Some(PageMsg::Log(v["msg"].as_str().unwrap_or("").to_owned())),
+                "/mark" => Some(PageMsg::Mark(v["phase"].as_str().unwrap_or("").to_owned())),
+                "/result" => Some(PageMsg::Result(v)),
+                _ => None,
+            };
+            match msg {
+                Some(m) => {
+                    let _ = tx.send(m);
+                    ("200 OK", "text/plain", Vec::new())
+                }
+                None => ("404 Not Found", "text/plain", b"not found".to_vec()),
+            }
+        }
+        _ => ("405 Method Not Allowed", "text/plain", Vec::new()),
+    };
+    let mut out = stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        content.len()
+    )?;
+    out.write_all(&content)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// What one Chromium call measured: the page's figures, and CPU and memory
+/// of every Chromium process over the same window.
+#[derive(Debug)]
+pub(crate) struct ChromiumResult {
+    /// What the page posted (see `bench/chromium/call.js`).
+    pub(crate) page: Value,
+    /// CPU seconds of all Chromium processes over the window.
+    pub(crate) cpu_secs: f64,
+    /// The window as xtask timed it, seconds.
+    pub(crate) secs: f64,
+    /// Proportional set size summed over Chromium's processes at the end of
+    /// the window, MB.
+    pub(crate) pss_mb: f64,
+    /// Resident set size, summed the same way, MB.
+    pub(crate) rss_mb: f64,
+    /// How many processes Chromium had.
+    pub(crate) processes: usize,
+}
+
+/// Every process under `root` (its children, theirs, …), and `root`.
+pub(crate) fn tree(root: u32) -> Vec<u32> {
+    let mut parent: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(children) = parent.get(&out[i]) {
+            out.extend(children);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn cpu_of(pids: &[u32]) -> HashMap<u32, f64> {
+    pids.iter().map(|&p| (p, cpu_secs(p))).collect()
+}
+
+/// Holds one call of `members` parties at `size` in a fresh headless
+/// Chromium for `hold` seconds (the first `warmup` not measured).
+pub(crate) fn run_call(
+    server: &PageServer,
+    size: (u32, u32),
+    members: usize,
+    hold: f64,
+    warmup: f64,
+    scratch: &Path,
+) -> anyhow::Result<ChromiumResult> {
+    while server.rx.try_recv().is_ok() {}
+    let profile = scratch.join(format!("chromium-profile-{members}-{}x{}", size.0, size.1));
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile)?;
+    let log_path = scratch.join("chromium.log");
+    let url = format!(
+        "http://{}/call.html?w={}&h={}&members={members}&secs={hold}&warmup={warmup}",
+        server.addr, size.0, size.1
+    );
+    let child = Command::new("chromium")
+        .args(FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path)?)
+        // Its own process group, so that nothing it starts outlives the run.
+        .process_group(0)
+        .spawn()
+        .context("starting chromium")?;
+    let mut running = Running { child, profile };
+    let result = measure(server, &mut running.child, hold);
+    if result.is_err() {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!("xtask: chromium's last lines:");
+        for l in tail.iter().rev() {
+            eprintln!("  {l}");
+        }
+    }
+    drop(running);
+    let _ = std::fs::remove_file(&log_path);
+    result
+}
+
+fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<ChromiumResult> {
+    let deadline = Instant::now() + Duration::from_secs_f64(hold + 60.0);
+    let root = child.id();
+    let mut start: Option<(Instant, HashMap<u32, f64>)> = None;
+    let mut end: Option<(f64, f64, f64, f64, usize)> = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        anyhow::ensure!(!left.is_zero(), "the page did not finish in time");
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("chromium exited early ({status})");
+        }
+        let msg = match server.rx.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match msg {
+            PageMsg::Log(m) => println!("  chromium: {m}"),
+            PageMsg::Mark(phase) if phase == "start" => {
+                start = Some((Instant::now(), cpu_of(&tree(root))));
+            }
+            PageMsg::Mark(phase) if phase == "end" => {
+                let (t0, before) = start.take().context("window end before its start")?;
+                let secs = t0.elapsed().as_secs_f64();
+                // Processes may have come since the start: walk again.
+                let pids = tree(root);
+                let cpu: f64 = cpu_of(&pids)
+                    .iter()
+                    .map(|(p, c)| c - before.get(p).copied().unwrap_or(0.0))
+                    .sum();
+                let pss = pids.iter().map(|&p| pss_mb(p)).sum();
+                let rss = pids.iter().map(|&p| rss_mb(p)).sum();
+                end = Some((secs, cpu, pss, rss, pids.len()));
+            }
+            PageMsg::Mark(other) => println!("  chromium: mark {other:?}?"),
+            PageMsg::Result(page) => {
+                if let Some(e) = page["error"].as_str() {
+                    anyhow::bail!("the page failed: {e}");
+                }
+                let (secs, cpu_secs, pss_mb, rss_mb, processes) =
+                    end.context("the page posted its result without a measured window")?;
+                return Ok(ChromiumResult {
+                    page,
+                    cpu_secs,
+                    secs,
+                    pss_mb,
+                    rss_mb,
+                    processes,
+                });
+            }
+        }
+    }
+}
+
+/// A Chromium that is killed, with everything it started, and whose
+/// profile is removed when dropped.
+struct Running {
+    child: Child,
+    profile: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        let pids: Vec<String> = tree(pid).iter().map(u32::to_string).collect();
+        let _ = Command::new("kill").arg("-KILL").args(&pids).status();
+        // And anything left in its process group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+        // Its children may still be writing the profile as they die.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
