@@ -71,6 +71,8 @@ struct Result {
     secs: f64,
     /// CPU of the peers over the window, seconds.
     cpu_secs: f64,
+    /// CPU the whole machine used over the window, seconds.
+    machine_cpu_secs: f64,
 }
 
 /// How long a call runs before its measured window starts.
@@ -133,6 +135,18 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "build failed");
     let bin = bin_dir("release");
     let dir = scratch("bench")?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    if load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|l| l > 0.5)
+    {
+        println!(
+            "xtask: the machine is busy (load average {}); CPU and latency will be pessimistic",
+            load.trim()
+        );
+    }
     let started = Instant::now();
     let server = ServerProc::start(&bin, &dir)?;
     let page = chromium::PageServer::start()?;
@@ -233,6 +247,7 @@ fn run_scenario(
     collect_for(&rx, warmup, &mut lines);
     let cpu_before: Vec<f64> = children.iter().map(|(_, c)| cpu_secs(c.id())).collect();
     let server_before = cpu_secs(server.pid());
+    let machine_before = machine_cpu_secs();
     let t0 = Instant::now();
     let window = Duration::from_secs_f64(hold) - warmup - Duration::from_millis(500);
     collect_for(&rx, window, &mut lines);
@@ -243,6 +258,7 @@ fn run_scenario(
         .map(|((_, c), b)| cpu_secs(c.id()) - b)
         .collect();
     let server_cpu_secs = cpu_secs(server.pid()) - server_before;
+    let machine_cpu_secs = machine_cpu_secs() - machine_before;
     let rss: Vec<f64> = children.iter().map(|(_, c)| rss_mb(c.id())).collect();
     let pss_mb_total =
         children.iter().map(|(_, c)| pss_mb(c.id())).sum::<f64>() + pss_mb(server.pid());
@@ -299,6 +315,7 @@ fn run_scenario(
             v
         },
         cpu_secs: cpu.iter().sum(),
+        machine_cpu_secs,
         latency_mean: mean,
         latency_p50: p50s[p50s.len() / 2],
         latency_p95: received
@@ -371,6 +388,26 @@ pub(crate) fn cpu_secs(pid: u32) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / clock_ticks()
+}
+
+/// CPU seconds the whole machine has been busy (every core, everything but
+/// idle and waiting for I/O), from /proc/stat.
+pub(crate) fn machine_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: f64 = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .enumerate()
+                // user nice system idle iowait irq softirq steal
+                .filter(|(i, _)| ![3, 4].contains(i) && *i < 8)
+                .filter_map(|(_, v)| v.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
     ticks / clock_ticks()
 }
 
@@ -651,13 +688,13 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
     );
     let _ = writeln!(
         s,
-        "| scenario | window | first frame from accept | encode/frame | decode/frame | CPU, all peers | CPU per peer | server CPU | RSS per peer (mean / max) |"
+        "| scenario | window | first frame from accept | encode/frame | decode/frame | CPU, all peers | CPU per peer | server CPU | RSS per peer (mean / max) | other load |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for (sc, r, _) in results {
         let _ = writeln!(
             s,
-            "| {} | {:.0} s | {} ms | {:.2} ms | {:.2} ms | {:.1} % | {:.1} % | {:.1} % | {:.1} / {:.1} MB |",
+            "| {} | {:.0} s | {} ms | {:.2} ms | {:.2} ms | {:.1} % | {:.1} % | {:.1} % | {:.1} / {:.1} MB | {:.2} |",
             sc.name,
             r.secs,
             r.first_frame_ms,
@@ -668,14 +705,15 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
             r.server_cpu_secs / r.secs * 100.0,
             r.rss_mb_mean,
             r.rss_mb_max,
+            ((r.machine_cpu_secs - r.cpu_secs - r.server_cpu_secs) / r.secs).max(0.0),
         );
     }
     let _ = writeln!(s, "\n### Chromium in detail\n");
     let _ = writeln!(
         s,
-        "| scenario | window | processes | frames read / stamp read | frame format | quality limited by |"
+        "| scenario | window | processes | frames read / stamp read | frame format | quality limited by | other load |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for (sc, _, c) in results {
         let list = |k: &str| {
             c.page[k]
@@ -688,7 +726,7 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {:.0} s | {} | {} / {} | {} | {} |",
+            "| {} | {:.0} s | {} | {} / {} | {} | {} | {:.2} |",
             sc.name,
             c.secs,
             c.processes,
@@ -696,12 +734,16 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
             c.page["frames_stamped"],
             list("frame_formats"),
             list("quality_limitation"),
+            ((c.machine_cpu_secs - c.cpu_secs) / c.secs).max(0.0),
         );
     }
     let _ = writeln!(
         s,
         "\nFrames read and stamps read count every frame the page got from the receivers over \
-         the whole call; a stamp that does not check out is left out of the latency."
+         the whole call; a stamp that does not check out is left out of the latency.\n\n\
+         Other load is the CPU the rest of the machine used during the window (all of /proc/stat \
+         minus the processes measured), in cores: near 0 when nothing else ran. A figure well \
+         above 0 means the run shared the machine and its CPU and latency figures are pessimistic."
     );
     let _ = writeln!(s, "\n### Targets (issue: media engine)\n");
     let _ = writeln!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::bench::{cpu_secs, pss_mb, rss_mb};
+use crate::bench::{cpu_secs, machine_cpu_secs, pss_mb, rss_mb};
 
 /// The flags Chromium runs with (plus a fresh `--user-data-dir`).
 pub(crate) const FLAGS: &[&str] = &[
@@ -185,6 +185,8 @@ pub(crate) struct ChromiumResult {
     pub(crate) rss_mb: f64,
     /// How many processes Chromium had.
     pub(crate) processes: usize,
+    /// CPU the whole machine used over the window, seconds.
+    pub(crate) machine_cpu_secs: f64,
 }
 
 /// Every process under `root` (its children, theirs, …), and `root`.
@@ -266,11 +268,21 @@ pub(crate) fn run_call(
     result
 }
 
+/// What /proc said about the measured window.
+struct Window {
+    secs: f64,
+    cpu: f64,
+    pss: f64,
+    rss: f64,
+    processes: usize,
+    machine: f64,
+}
+
 fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<ChromiumResult> {
     let deadline = Instant::now() + Duration::from_secs_f64(hold + 60.0);
     let root = child.id();
-    let mut start: Option<(Instant, HashMap<u32, f64>)> = None;
-    let mut end: Option<(f64, f64, f64, f64, usize)> = None;
+    let mut start: Option<(Instant, f64, HashMap<u32, f64>)> = None;
+    let mut end: Option<Window> = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         anyhow::ensure!(!left.is_zero(), "the page did not finish in time");
@@ -285,11 +297,13 @@ fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<
         match msg {
             PageMsg::Log(m) => println!("  chromium: {m}"),
             PageMsg::Mark(phase) if phase == "start" => {
-                start = Some((Instant::now(), cpu_of(&tree(root))));
+                start = Some((Instant::now(), machine_cpu_secs(), cpu_of(&tree(root))));
             }
             PageMsg::Mark(phase) if phase == "end" => {
-                let (t0, before) = start.take().context("window end before its start")?;
+                let (t0, machine_before, before) =
+                    start.take().context("window end before its start")?;
                 let secs = t0.elapsed().as_secs_f64();
+                let machine = machine_cpu_secs() - machine_before;
                 // Processes may have come since the start: walk again.
                 let pids = tree(root);
                 let cpu: f64 = cpu_of(&pids)
@@ -298,22 +312,29 @@ fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<
                     .sum();
                 let pss = pids.iter().map(|&p| pss_mb(p)).sum();
                 let rss = pids.iter().map(|&p| rss_mb(p)).sum();
-                end = Some((secs, cpu, pss, rss, pids.len()));
+                end = Some(Window {
+                    secs,
+                    cpu,
+                    pss,
+                    rss,
+                    processes: pids.len(),
+                    machine,
+                });
             }
             PageMsg::Mark(other) => println!("  chromium: mark {other:?}?"),
             PageMsg::Result(page) => {
                 if let Some(e) = page["error"].as_str() {
                     anyhow::bail!("the page failed: {e}");
                 }
-                let (secs, cpu_secs, pss_mb, rss_mb, processes) =
-                    end.context("the page posted its result without a measured window")?;
+                let w = end.context("the page posted its result without a measured window")?;
                 return Ok(ChromiumResult {
                     page,
-                    cpu_secs,
-                    secs,
-                    pss_mb,
-                    rss_mb,
-                    processes,
+                    cpu_secs: w.cpu,
+                    secs: w.secs,
+                    pss_mb: w.pss,
+                    rss_mb: w.rss,
+                    processes: w.processes,
+                    machine_cpu_secs: w.machine,
                 });
             }
         }
