@@ -156,7 +156,12 @@ impl Task {
     }
 
     async fn connect(&self) -> Result<Ws, ClientError> {
-        let mut ws_config = WebSocketConfig::default();
+        // tungstenite's default read buffer is 128 KiB, zero-filled, per
+        // connection; messages here are small and a larger one just takes
+        // a few more reads.
+        let mut ws_config = WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0);
         ws_config.max_message_size = Some(limits::MAX_FRAME_BYTES);
         ws_config.max_frame_size = Some(limits::MAX_FRAME_BYTES);
         let connect =

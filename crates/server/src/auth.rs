@@ -60,6 +60,53 @@ pub(crate) fn verify_password(password: &str, stored: Option<&str>, cost: Passwo
     }
 }
 
+/// Bounds password hashing: at most `running` hashes at once (each holds
+/// `memory_kib` of argon2 memory and a core), and at most `max_waiting`
+/// sign-ins queued behind them. Past that a sign-in is refused at once, so a
+/// login storm costs the server neither unbounded threads nor memory.
+#[derive(Debug)]
+pub(crate) struct HashGate {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+}
+
+/// Sign-ins are queued too deep: refuse, the client retries later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GateFull;
+
+impl HashGate {
+    pub(crate) fn new(running: usize, max_waiting: usize) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(running.max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    /// Waits for a turn to hash, or refuses when `max_waiting` sign-ins are
+    /// already waiting. The turn lasts as long as the permit.
+    pub(crate) async fn enter(&self) -> Result<tokio::sync::SemaphorePermit<'_>, GateFull> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(GateFull);
+        }
+        // Counted out again even if the connection goes away while waiting.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        let _waiting = Waiting(&self.waiting);
+        self.permits.acquire().await.map_err(|_| GateFull)
+    }
+}
+
 /// A fresh session token: 256 random bits, base64url.
 pub(crate) fn new_token() -> SessionToken {
     let mut bytes = [0u8; 32];
@@ -98,6 +145,23 @@ mod tests {
         assert!(!verify_password("wrong horse", Some(&h), CHEAP));
         assert!(!verify_password("correct horse", None, CHEAP));
         assert!(!verify_password("correct horse", Some("garbage"), CHEAP));
+    }
+
+    #[tokio::test]
+    async fn the_hash_gate_queues_up_to_its_limit_then_refuses() {
+        let gate = std::sync::Arc::new(HashGate::new(1, 2));
+        let first = gate.enter().await.unwrap();
+        let (a, b) = (gate.clone(), gate.clone());
+        let w1 = tokio::spawn(async move { a.enter().await.map(drop) });
+        let w2 = tokio::spawn(async move { b.enter().await.map(drop) });
+        while gate.waiting.load(std::sync::atomic::Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(gate.enter().await.unwrap_err(), GateFull);
+        drop(first);
+        assert!(w1.await.unwrap().is_ok());
+        assert!(w2.await.unwrap().is_ok());
+        assert!(gate.enter().await.is_ok());
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub struct Cli {
     #[arg(long, env = "BECKON_ARGON2_ITERATIONS", value_name = "N")]
     pub argon2_iterations: Option<u32>,
 
+    /// Sign-ins that may wait for a password hash while one runs per core;
+    /// more are refused at once with `rate_limited` (clients retry).
+    /// [default: 64 per core]
+    #[arg(long, env = "BECKON_MAX_WAITING_SIGN_INS", value_name = "N")]
+    pub max_waiting_sign_ins: Option<usize>,
+
     /// Most members in one call, the caller included. [default: 10]
     #[arg(long, env = "BECKON_MAX_CALL_MEMBERS", value_name = "N")]
     pub max_call_members: Option<usize>,
@@ -180,6 +186,7 @@ impl Cli {
             session_ttl_hours: self.session_ttl_hours.or(file.session_ttl_hours),
             argon2_memory_kib: self.argon2_memory_kib.or(file.argon2_memory_kib),
             argon2_iterations: self.argon2_iterations.or(file.argon2_iterations),
+            max_waiting_sign_ins: self.max_waiting_sign_ins.or(file.max_waiting_sign_ins),
             max_call_members: self.max_call_members.or(file.max_call_members),
             disconnect_grace_secs: self.disconnect_grace_secs.or(file.disconnect_grace_secs),
             not_received_secs: self.not_received_secs.or(file.not_received_secs),
@@ -236,6 +243,9 @@ pub fn load_config(cli: Cli) -> Result<(ServerConfig, LogFormat), ConfigError> {
         return Err(ConfigError::Invalid(
             "argon2 needs at least 8 KiB and 1 iteration".into(),
         ));
+    }
+    if let Some(n) = cli.max_waiting_sign_ins {
+        c.max_waiting_sign_ins = n;
     }
     if let Some(n) = cli.max_call_members {
         if n < 2 {

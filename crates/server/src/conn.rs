@@ -553,6 +553,7 @@ impl<H: Hub> Conn<H> {
                     ));
                 }
                 let who = user.clone();
+                let _turn = self.hash_turn().await?;
                 store
                     .run(move |s| {
                         let hash = auth::hash_password(password.expose(), cost)
@@ -578,6 +579,7 @@ impl<H: Hub> Conn<H> {
             } => {
                 check_version(version)?;
                 let who = user.clone();
+                let _turn = self.hash_turn().await?;
                 let ok = store
                     .run(move |s| {
                         let stored = s.password_hash(&who)?;
@@ -623,6 +625,18 @@ impl<H: Hub> Conn<H> {
             _ => return Err(ErrorBody::new(ErrorCode::Invalid, "not a sign-in request")),
         };
         self.sign_in(user, device, token, resumed).await
+    }
+
+    /// A turn at hashing a password, or `rate_limited` when too many
+    /// sign-ins already wait for one.
+    async fn hash_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorBody> {
+        self.state.hash_gate.enter().await.map_err(|_| {
+            tracing::debug!("sign-in refused: too many waiting for a password hash");
+            ErrorBody::new(
+                ErrorCode::RateLimited,
+                "the server is busy signing others in; retry in a moment",
+            )
+        })
     }
 
     async fn new_session(

@@ -33,6 +33,7 @@ use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use beckon_core::registry::RegistryConfig;
 use beckon_protocol::limits;
 use tokio::sync::watch;
@@ -67,6 +68,10 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// argon2id cost.
     pub password_cost: PasswordCost,
+    /// Sign-ins (`login`, `register`) that may wait for a password hash
+    /// while as many run as there are cores; more are refused at once with
+    /// `rate_limited`.
+    pub max_waiting_sign_ins: usize,
     /// Call rules: member cap, grace period, `not_yet_received` delay.
     pub registry: RegistryConfig,
     /// Messages a connection may send at once.
@@ -88,6 +93,7 @@ impl Default for ServerConfig {
             tls: None,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             password_cost: PasswordCost::default(),
+            max_waiting_sign_ins: 64 * cores(),
             registry: RegistryConfig::default(),
             rate_burst: 40,
             rate_per_sec: 20,
@@ -98,6 +104,11 @@ impl Default for ServerConfig {
             ping_interval: Duration::from_secs(20),
         }
     }
+}
+
+/// Cores this process may use (1 when unknown).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Why the server could not start.
@@ -134,6 +145,8 @@ pub(crate) struct AppState<H: Hub> {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) next_conn: Arc<AtomicU64>,
+    /// One password hash per core at once, a bounded queue behind them.
+    pub(crate) hash_gate: Arc<auth::HashGate>,
 }
 
 impl<H: Hub> Clone for AppState<H> {
@@ -145,6 +158,7 @@ impl<H: Hub> Clone for AppState<H> {
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
             next_conn: self.next_conn.clone(),
+            hash_gate: self.hash_gate.clone(),
         }
     }
 }
@@ -189,7 +203,9 @@ impl Server {
         if tls.is_none() && !addr.ip().is_loopback() {
             tracing::warn!(%addr, "serving plain ws:// beyond loopback; give --tls-cert and --tls-key for wss://");
         }
+        let hash_gate = Arc::new(auth::HashGate::new(cores(), config.max_waiting_sign_ins));
         let state = AppState {
+            hash_gate,
             hub,
             store,
             config: Arc::new(config),
@@ -200,8 +216,15 @@ impl Server {
         let app = router(state);
         let task = match tls {
             None => {
+                // Without TCP_NODELAY a reply followed at once by an event
+                // waits for the client's delayed ACK (40 ms on Linux).
                 let listener = tokio::net::TcpListener::from_std(listener)
-                    .map_err(|source| ServerError::Bind { addr, source })?;
+                    .map_err(|source| ServerError::Bind { addr, source })?
+                    .tap_io(|tcp| {
+                        if let Err(e) = tcp.set_nodelay(true) {
+                            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                        }
+                    });
                 let mut stop = shutdown_rx;
                 tokio::spawn(async move {
                     let serve = axum::serve(
