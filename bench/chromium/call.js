@@ -249,8 +249,12 @@ async function link(a, b, cams, audio, state) {
   pa.onicecandidate = (e) => e.candidate && pb.addIceCandidate(e.candidate).catch((x) => log('ice b:', String(x)));
   pb.onicecandidate = (e) => e.candidate && pa.addIceCandidate(e.candidate).catch((x) => log('ice a:', String(x)));
   const ends = { a, b, pa, pb, rxA: new Receiver(`${b}->${a}`), rxB: new Receiver(`${a}->${b}`), offerAtUs: 0 };
-  pa.ontrack = (e) => e.track.kind === 'video' && ends.rxA.run(e.track, state).catch((x) => log('rx:', String(x)));
-  pb.ontrack = (e) => e.track.kind === 'video' && ends.rxB.run(e.track, state).catch((x) => log('rx:', String(x)));
+  const onTrack = (rx) => (e) => {
+    if (e.track.kind === 'video') rx.run(e.track, state).catch((x) => log('rx:', String(x)));
+    else state.play(e.track);
+  };
+  pa.ontrack = onTrack(ends.rxA);
+  pb.ontrack = onTrack(ends.rxB);
   const sa = new MediaStream([cams[a].track, audio[a]]);
   pa.addTransceiver(cams[a].track, { direction: 'sendrecv', streams: [sa] });
   pa.addTransceiver(audio[a], { direction: 'sendrecv', streams: [sa] });
@@ -276,10 +280,11 @@ async function link(a, b, cams, audio, state) {
 }
 
 async function videoStats(pcs) {
-  const out = { framesSent: 0, framesEncoded: 0, framesDecoded: 0, sizes: [], encoders: new Set(), decoders: new Set(), limits: new Set() };
+  const out = { framesSent: 0, framesEncoded: 0, framesDecoded: 0, audioSamples: 0, sizes: [], encoders: new Set(), decoders: new Set(), limits: new Set() };
   for (const pc of pcs) {
     const r = await pc.getStats();
     r.forEach((s) => {
+      if (s.kind === 'audio' && s.type === 'inbound-rtp') out.audioSamples += s.totalSamplesReceived || 0;
       if (s.kind !== 'video') return;
       if (s.type === 'outbound-rtp') {
         out.framesSent += s.framesSent || 0;
@@ -332,7 +337,23 @@ async function main() {
   }
   await log(`audio context ${ac.state}`);
 
-  const state = { inWindow: false };
+  // Received audio is played (silently) like Beckon's peers play it into
+  // a null speaker: decoded and mixed, not heard.
+  const silent = new GainNode(ac, { gain: 0 });
+  silent.connect(ac.destination);
+  const players = [];
+  const play = (track) => {
+    const stream = new MediaStream([track]);
+    // Chromium only pulls remote WebRTC audio into WebAudio while a media
+    // element plays the stream too.
+    const el = new Audio();
+    el.muted = true;
+    el.srcObject = stream;
+    el.play().catch((x) => log('audio element:', String(x)));
+    new MediaStreamAudioSourceNode(ac, { mediaStream: stream }).connect(silent);
+    players.push(el);
+  };
+  const state = { inWindow: false, play };
   const t0 = performance.now();
   const pairs = [];
   for (let a = 0; a < MEMBERS; a++) for (let b = a + 1; b < MEMBERS; b++) pairs.push([a, b]);
@@ -374,6 +395,7 @@ async function main() {
     frames_sent: after.framesSent - before.framesSent,
     frames_encoded: after.framesEncoded - before.framesEncoded,
     frames_decoded: after.framesDecoded - before.framesDecoded,
+    audio_samples_per_sec_per_stream: (after.audioSamples - before.audioSamples) / secs / receivers.length,
     frames_read: receivers.reduce((s, r) => s + r.frames, 0),
     frames_stamped: receivers.reduce((s, r) => s + r.stamped, 0),
     decoded_sizes: [...new Set(after.sizes)],

@@ -636,7 +636,8 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
          - **Chromium**: one page (`bench/chromium/call.html`, `call.js`), served by xtask on \
          127.0.0.1, holds the whole call: per party a canvas redrawn 30 times a second with the \
          pattern and `canvas.captureStream(30)`, a WebAudio oscillator into a \
-         `MediaStreamAudioDestinationNode`, and per pair of parties two `RTCPeerConnection`s, \
+         `MediaStreamAudioDestinationNode`, received audio played silently (a muted media element \
+         and WebAudio at gain 0, as Beckon's peers decode and mix into a null speaker), and per pair of parties two `RTCPeerConnection`s, \
          one at each end (no ICE servers). VP8 is forced with `setCodecPreferences`; each video \
          sender gets `scaleResolutionDownBy: 1`, `maxBitrate` 0.12 bit per pixel at 30 fps and \
          `degradationPreference: 'maintain-resolution'`, so it keeps the full size. Every \
@@ -711,9 +712,9 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
     let _ = writeln!(s, "\n### Chromium in detail\n");
     let _ = writeln!(
         s,
-        "| scenario | window | processes | frames read / stamp read | frame format | quality limited by | other load |"
+        "| scenario | window | processes | frames read / stamp read | frame format | quality limited by | audio played, per stream | other load |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for (sc, _, c) in results {
         let list = |k: &str| {
             c.page[k]
@@ -726,7 +727,7 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {:.0} s | {} | {} / {} | {} | {} | {:.2} |",
+            "| {} | {:.0} s | {} | {} / {} | {} | {} | {:.1} kHz | {:.2} |",
             sc.name,
             c.secs,
             c.processes,
@@ -734,6 +735,10 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
             c.page["frames_stamped"],
             list("frame_formats"),
             list("quality_limitation"),
+            c.page["audio_samples_per_sec_per_stream"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / 1000.0,
             ((c.machine_cpu_secs - c.cpu_secs) / c.secs).max(0.0),
         );
     }
