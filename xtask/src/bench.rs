@@ -678,6 +678,17 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
          `frameHeight` of its inbound streams.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let _ = writeln!(
+        s,
+        "Where the two differ, beyond the engine itself: Chromium's camera is a 2D canvas \
+         that the page draws (the stamp's time is taken as it draws) and Chromium then captures, \
+         a path of its own that a real camera would not take; Beckon's synthetic camera hands its \
+         frames straight to the encoder. The whole Chromium call is one page, so every party \
+         shares one renderer and one browser process; Beckon runs a process per party. Both encode \
+         and decode in software (libvpx; Chromium has `--disable-gpu`), on the same 2 cores.\n\n\
+         A ratio below 1 means Beckon needs less (time, CPU, memory); for frames, above 1 means \
+         Beckon delivers more.\n"
+    );
     let _ = writeln!(s, "{}", comparison(results));
     let _ = writeln!(s, "### Beckon in detail\n");
     let _ = writeln!(
