@@ -607,12 +607,7 @@ fn comparison(results: &[Row]) -> String {
 
 fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
     let mut s = String::new();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let date = now_utc();
     let warm = warmup(hold).as_secs_f64();
     let window = hold - warm - 0.5;
     let _ = writeln!(s, "## Media engine: Beckon against headless Chromium\n");
