@@ -658,7 +658,7 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
          - **CPU seconds per call-second**: user+system time from /proc over the measured \
          window ({window:.1} s, after a {warm:.0} s warm-up), of all processes involved: Beckon's \
          peers and the server; every process Chromium started (browser, zygotes, renderer, GPU, \
-         network and audio utility processes), walked from /proc at the window's start and end. \
+         network, storage and audio utility processes, crash handlers), walked from /proc at the window's start and end. \
          1.0 is one core fully busy; this machine has {} cores.\n\
          - **Memory**: at the end of the window, summed over the same processes: PSS (each \
          process's share of shared pages, from `/proc/<pid>/smaps_rollup`, so that what \

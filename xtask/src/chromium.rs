@@ -189,9 +189,16 @@ pub(crate) struct ChromiumResult {
     pub(crate) machine_cpu_secs: f64,
 }
 
-/// Every process under `root` (its children, theirs, …), and `root`.
-pub(crate) fn tree(root: u32) -> Vec<u32> {
+/// The environment variable that marks the processes of one run.
+const MARK: &str = "BECKON_BENCH_CHROMIUM";
+
+/// Every process under `root` (its children, theirs, …), and `root`, plus
+/// any process whose environment has `MARK=marker` (Chromium's crash
+/// handlers detach from the tree, but inherit the environment).
+pub(crate) fn tree(root: u32, marker: &str) -> Vec<u32> {
     let mut parent: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut marked = Vec::new();
+    let wanted = format!("{MARK}={marker}");
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
             .file_name()
@@ -200,6 +207,10 @@ pub(crate) fn tree(root: u32) -> Vec<u32> {
         else {
             continue;
         };
+        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+            marked.push(pid);
+        }
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
         let ppid = stat
             .rsplit_once(')')
@@ -215,6 +226,11 @@ pub(crate) fn tree(root: u32) -> Vec<u32> {
             out.extend(children);
         }
         i += 1;
+    }
+    for pid in marked {
+        if !out.contains(&pid) {
+            out.push(pid);
+        }
     }
     out
 }
@@ -245,6 +261,7 @@ pub(crate) fn run_call(
     let child = Command::new("chromium")
         .args(FLAGS)
         .arg(format!("--user-data-dir={}", profile.display()))
+        .env(MARK, &profile)
         .arg(&url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -254,7 +271,7 @@ pub(crate) fn run_call(
         .spawn()
         .context("starting chromium")?;
     let mut running = Running { child, profile };
-    let result = measure(server, &mut running.child, hold);
+    let result = measure(server, &mut running, hold);
     if result.is_err() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
@@ -278,9 +295,11 @@ struct Window {
     machine: f64,
 }
 
-fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<ChromiumResult> {
+fn measure(server: &PageServer, run: &mut Running, hold: f64) -> anyhow::Result<ChromiumResult> {
     let deadline = Instant::now() + Duration::from_secs_f64(hold + 60.0);
-    let root = child.id();
+    let root = run.child.id();
+    let marker = run.profile.to_string_lossy().into_owned();
+    let child = &mut run.child;
     let mut start: Option<(Instant, f64, HashMap<u32, f64>)> = None;
     let mut end: Option<Window> = None;
     loop {
@@ -297,7 +316,11 @@ fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<
         match msg {
             PageMsg::Log(m) => println!("  chromium: {m}"),
             PageMsg::Mark(phase) if phase == "start" => {
-                start = Some((Instant::now(), machine_cpu_secs(), cpu_of(&tree(root))));
+                start = Some((
+                    Instant::now(),
+                    machine_cpu_secs(),
+                    cpu_of(&tree(root, &marker)),
+                ));
             }
             PageMsg::Mark(phase) if phase == "end" => {
                 let (t0, machine_before, before) =
@@ -305,7 +328,7 @@ fn measure(server: &PageServer, child: &mut Child, hold: f64) -> anyhow::Result<
                 let secs = t0.elapsed().as_secs_f64();
                 let machine = machine_cpu_secs() - machine_before;
                 // Processes may have come since the start: walk again.
-                let pids = tree(root);
+                let pids = tree(root, &marker);
                 let cpu: f64 = cpu_of(&pids)
                     .iter()
                     .map(|(p, c)| c - before.get(p).copied().unwrap_or(0.0))
@@ -351,7 +374,10 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let pid = self.child.id();
-        let pids: Vec<String> = tree(pid).iter().map(u32::to_string).collect();
+        let pids: Vec<String> = tree(pid, &self.profile.to_string_lossy())
+            .iter()
+            .map(u32::to_string)
+            .collect();
         let _ = Command::new("kill").arg("-KILL").args(&pids).status();
         // And anything left in its process group.
         let _ = Command::new("kill")
