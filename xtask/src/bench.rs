@@ -751,7 +751,10 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
     let _ = writeln!(
         s,
         "\nFrames read and stamps read count every frame the page got from the receivers over \
-         the whole call; a stamp that does not check out is left out of the latency.\n\n\
+         the whole call; a stamp that does not check out is left out of the latency. Audio played \
+         is the samples per second each received audio stream's jitter buffer handed out over the \
+         window (getStats `totalSamplesReceived`): 48 kHz is real time, more means it caught up \
+         after a stall.\n\n\
          Other load is the CPU the rest of the machine used during the window (all of /proc/stat \
          minus the processes measured), in cores: near 0 when nothing else ran. A figure well \
          above 0 means the run shared the machine and its CPU and latency figures are pessimistic."
