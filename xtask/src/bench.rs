@@ -75,6 +75,19 @@ struct Result {
     machine_cpu_secs: f64,
 }
 
+/// How many times a side runs again when other processes disturbed it.
+const RETRIES: usize = 2;
+
+/// Whether other processes used so much CPU (cores) during a window that
+/// it should run again.
+fn busy(other: f64, attempt: usize) -> bool {
+    let busy = other > 0.2;
+    if busy && attempt < RETRIES {
+        println!("xtask: other processes used {other:.2} cores during the window; once more");
+    }
+    busy
+}
+
 /// How long a call runs before its measured window starts.
 fn warmup(hold: f64) -> Duration {
     Duration::from_secs(3).min(Duration::from_secs_f64(hold / 4.0))
@@ -152,21 +165,41 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let page = chromium::PageServer::start()?;
     let version = chromium::version();
     let mut results = Vec::new();
-    for (i, s) in SCENARIOS.iter().enumerate() {
-        println!("\nxtask: {} for {hold} s, beckon-peer", s.name);
-        let r = run_scenario(&bin, &server, i, s, hold)?;
-        println!("{r:#?}");
-        println!("\nxtask: {} for {hold} s, {version}", s.name);
-        let c = chromium::run_call(
-            &page,
-            s.size,
-            s.members,
-            hold,
-            warmup(hold).as_secs_f64(),
-            &dir,
-        )?;
-        println!("{c:#?}");
-        results.push((s, r, c));
+    let mut runs = 0;
+    for s in SCENARIOS {
+        // A side whose window the rest of the machine disturbed runs again
+        // (twice at most), and the report says how much else ran.
+        let mut r = None;
+        for attempt in 0..=RETRIES {
+            println!("\nxtask: {} for {hold} s, beckon-peer", s.name);
+            let b = run_scenario(&bin, &server, runs, s, hold)?;
+            runs += 1;
+            println!("{b:#?}");
+            let other = (b.machine_cpu_secs - b.cpu_secs - b.server_cpu_secs) / b.secs;
+            r = Some(b);
+            if !busy(other, attempt) {
+                break;
+            }
+        }
+        let mut c = None;
+        for attempt in 0..=RETRIES {
+            println!("\nxtask: {} for {hold} s, {version}", s.name);
+            let run = chromium::run_call(
+                &page,
+                s.size,
+                s.members,
+                hold,
+                warmup(hold).as_secs_f64(),
+                &dir,
+            )?;
+            println!("{run:#?}");
+            let other = (run.machine_cpu_secs - run.cpu_secs) / run.secs;
+            c = Some(run);
+            if !busy(other, attempt) {
+                break;
+            }
+        }
+        results.push((s, r.expect("ran"), c.expect("ran")));
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -756,8 +789,9 @@ fn report(results: &[Row], hold: f64, version: &str, took: f64) -> String {
          window (getStats `totalSamplesReceived`): 48 kHz is real time, more means it caught up \
          after a stall.\n\n\
          Other load is the CPU the rest of the machine used during the window (all of /proc/stat \
-         minus the processes measured), in cores: near 0 when nothing else ran. A figure well \
-         above 0 means the run shared the machine and its CPU and latency figures are pessimistic."
+         minus the processes measured), in cores: near 0 when nothing else ran. A side that saw \
+         more than 0.2 runs again, twice at most; a figure still well above 0 means the run shared \
+         the machine and its CPU and latency figures are pessimistic."
     );
     let _ = writeln!(s, "\n### Targets (issue: media engine)\n");
     let _ = writeln!(
