@@ -9,12 +9,15 @@
 //! - `e2e`: the real-window tests alone.
 //! - `bundle`: a `.deb` of the release build.
 //! - `bindings`: regenerates the UI's TypeScript types from the Rust ones.
-//! - `bench media`: measures real calls and rewrites `docs/benchmarks.md`.
+//! - `bench [media|signaling|app]`: measures calls against headless Chromium,
+//!   the signaling server under load and the app's footprint, and rewrites
+//!   `docs/benchmarks.md`.
 
 mod app;
 mod bench;
 mod chromium;
 mod deps;
+mod load;
 mod procs;
 mod run;
 
@@ -30,7 +33,9 @@ tasks:
   e2e       the real-window tests alone (Xvfb, tauri-driver, beckon-peers)
   bundle    a .deb of the release build (target/release/bundle)
   bindings  regenerate ui/src/lib/bindings.ts from src-tauri/src/view.rs
-  bench     media [--secs N]: measure real calls, rewrite docs/benchmarks.md";
+  bench     every benchmark below, then rewrite docs/benchmarks.md (under 30 min)
+  bench     media|signaling|app [--secs N]: one of them (media against headless
+            Chromium, the signaling server under load, the desktop app's footprint)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
         Some("e2e") => deps::ensure(deps::Purpose::Test).and_then(|()| app::e2e()),
         Some("bundle") => app::bundle(),
         Some("bindings") => app::bindings(),
+        Some("bench") if args.len() == 1 => bench_all(),
         Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
@@ -59,6 +65,52 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask bench`: every benchmark in turn (each rewrites its section of
+/// `docs/benchmarks.md`), then the summary at the top: the machine, and how
+/// long each part took.
+fn bench_all() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    // The app section reports the `.deb`'s size: build it first.
+    app::bundle()?;
+    let mut took = vec![("bundle", started.elapsed())];
+    for part in ["media", "signaling", "app"] {
+        let t = std::time::Instant::now();
+        bench::bench(&[part.to_owned()])?;
+        took.push((part, t.elapsed()));
+    }
+    let total = started.elapsed();
+    let mut s = format!(
+        "## How these figures were made\n\n\
+         `cargo xtask bench` regenerates this whole page (the parts below also run alone: \
+         `cargo xtask bench media|signaling|app`). Last full run: {}, on {}; it took \
+         {:.1} min:\n\n| part | command | took |\n|---|---|---|\n",
+        bench::now_utc(),
+        bench::machine(),
+        total.as_secs_f64() / 60.0
+    );
+    for (part, d) in &took {
+        let cmd = if *part == "bundle" {
+            "cargo xtask bundle".to_owned()
+        } else {
+            format!("cargo xtask bench {part}")
+        };
+        s.push_str(&format!(
+            "| {part} | `{cmd}` | {:.1} min |\n",
+            d.as_secs_f64() / 60.0
+        ));
+    }
+    bench::write_section("summary", &s)?;
+    println!(
+        "\n{}",
+        std::fs::read_to_string(root().join("docs/benchmarks.md"))?
+    );
+    println!(
+        "xtask: every benchmark ran in {:.1} min",
+        total.as_secs_f64() / 60.0
+    );
+    Ok(())
 }
 
 fn test() -> anyhow::Result<()> {
