@@ -40,8 +40,9 @@ const STORM_WAIT: f64 = 30.0;
 const STORM_USERS: usize = 16;
 /// Cheap argon2 for bulk registration only.
 const CHEAP_ARGON2: [&str; 4] = ["--argon2-memory-kib", "8", "--argon2-iterations", "1"];
-/// Idle CPU is measured over this long.
-const IDLE_WINDOW: Duration = Duration::from_secs(5);
+/// Idle CPU is measured over this long: the server's ping interval, so
+/// that every connection is pinged once in the window.
+const IDLE_WINDOW: Duration = Duration::from_secs(20);
 
 /// Runs the signaling benchmarks and rewrites their section of
 /// `docs/benchmarks.md`.
@@ -96,7 +97,9 @@ pub(crate) fn bench_signaling(args: &[String]) -> anyhow::Result<()> {
     let before = match &unbounded {
         Some(old) => {
             println!("xtask: login storm against {}", old.display());
-            Some(storm_with(old, &bin, &tmp.0.join("storm-old"))?)
+            let mut r = storm_with(old, &bin, &tmp.0.join("storm-old"))?;
+            r.label = format!("unbounded (`{}`)", old.display());
+            Some(r)
         }
         None => None,
     };
@@ -328,11 +331,18 @@ struct Accounts {
 
 /// `ACCOUNTS` accounts and their tokens, registered once against a server
 /// with cheap argon2 and cached under `target/bench-cache`, keyed by the
-/// store's schema (its source) so a schema change registers afresh.
+/// store's schema (its source and migrations) so a schema change registers
+/// afresh.
 fn accounts(bin: &Path, tmp: &Path) -> anyhow::Result<Accounts> {
-    let schema = std::fs::read_to_string(crate::root().join("crates/server/src/store.rs"))?;
     let mut h = DefaultHasher::new();
-    schema.hash(&mut h);
+    std::fs::read_to_string(crate::root().join("crates/server/src/store.rs"))?.hash(&mut h);
+    let mut migrations: Vec<_> = std::fs::read_dir(crate::root().join("crates/server/migrations"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    migrations.sort();
+    for m in migrations {
+        std::fs::read_to_string(m)?.hash(&mut h);
+    }
     ACCOUNTS.hash(&mut h);
     let cache = bin
         .parent()
@@ -480,6 +490,8 @@ fn idle_step(bin: &Path, dbs: &[PathBuf], tokens: &Path, n: usize) -> anyhow::Re
     for l in &mut loads {
         l.finish();
     }
+    // Let the servers see the disconnects before they are stopped.
+    thread::sleep(Duration::from_secs(1));
     for s in servers {
         s.stop();
     }
@@ -782,7 +794,7 @@ fn report(r: &Report) -> String {
     let _ = writeln!(s, "### Idle signed-in connections\n");
     let _ = writeln!(
         s,
-        "| connections | servers / load processes | connected (failed) | connect time | server RSS | per connection | server CPU idle ({} s) | load generator per connection |",
+        "| connections | servers / load processes | connected (failed) | connect time | server RSS (added) | per connection | server CPU idle ({} s) | load generator per connection |",
         IDLE_WINDOW.as_secs()
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
@@ -814,6 +826,15 @@ fn report(r: &Report) -> String {
             load_per
         );
     }
+
+    let _ = writeln!(
+        s,
+        "\nIdle CPU is measured over {} s, the server's ping interval: each connection is pinged once in the window \
+         (the ping and the client's pong are all the traffic there is), so it is the cost of keep-alive, e.g. {:.0} pings a second at {} connections.",
+        IDLE_WINDOW.as_secs(),
+        IDLE_STEPS[IDLE_STEPS.len() - 1] as f64 / IDLE_WINDOW.as_secs_f64(),
+        IDLE_STEPS[IDLE_STEPS.len() - 1]
+    );
 
     let bytes = r
         .invites
@@ -906,6 +927,19 @@ fn report(r: &Report) -> String {
             st.threads_peak
         );
     }
+    if r.before.is_none() {
+        let _ = writeln!(
+            s,
+            "\nBefore the bound (every hash on its own blocking thread, up to 512 at once; measured once on 2026-12-02 with `--compare-server` and the previous server build): \
+             139 of 3000 served (4/s), 2861 not served within 33 s, served p50 27 s, 515 threads, peak RSS 16.8 GB."
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nFixed on the way, found by this benchmark: the server did not set `TCP_NODELAY` on plain `ws://` connections, so a reply followed at once by an event \
+         waited for the client's delayed ACK (a whole call took 43 ms instead of under 1 ms); every sign-in swept expired sessions with a full scan of the sessions table \
+         (registration slowed from 1,100/s to 450/s between 20k and 40k accounts; migration 002 adds the index); and argon2's memory, allocated afresh per hash, was kept by the allocator."
+    );
     let per_core = r.storm.logins["achieved_per_sec"].as_f64().unwrap_or(0.0)
         / std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let _ = writeln!(
@@ -913,7 +947,8 @@ fn report(r: &Report) -> String {
         "\n**What to set.** A password sign-in costs one argon2id hash: at the default cost this machine serves about {per_core:.0} logins a second per core, \
          and each hash in flight holds 19 MiB. Sign-ins are rare next to everything else (a client signs in with its password once, then resumes with its token), \
          so keep the default cost and plan cores for the peak login rate you expect: cores ≥ peak logins/s ÷ {per_core:.0}. \
-         Halving `--argon2-memory-kib` roughly doubles the rate but weakens stolen hashes against cracking; OWASP's floor is 19 MiB with 2 passes. \
+         A server holds one argon2 working memory per core once it has hashed (reused, not freed: a fresh 19 MiB allocation per hash was kept by the C allocator, \
+         which grew the server by ~16 MB per sign-in before). Halving `--argon2-memory-kib` roughly doubles the rate but weakens stolen hashes against cracking; OWASP's floor is 19 MiB with 2 passes. \
          The defaults of `--max-waiting-sign-ins` (64 per core) bound a storm's queue to a few seconds of work: clients further back are told to retry rather than wait. \
          Idle connections and invites are cheap by comparison: size for memory (per connection, above) and the open-file limit (one descriptor per connection; \
          raise `LimitNOFILE` past the connection count)."

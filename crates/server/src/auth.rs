@@ -1,7 +1,7 @@
 //! Passwords (argon2id) and session tokens (random, stored only as a hash).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use beckon_protocol::SessionToken;
@@ -29,35 +29,99 @@ impl Default for PasswordCost {
 }
 
 impl PasswordCost {
-    fn hasher(self) -> Argon2<'static> {
-        let params = Params::new(self.memory_kib, self.iterations, 1, None)
-            .unwrap_or_else(|_| Params::default());
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    fn params(self) -> Params {
+        Params::new(self.memory_kib, self.iterations, 1, None).unwrap_or_else(|_| Params::default())
     }
+}
+
+/// argon2's working memory (`memory_kib` of it), kept and reused: a fresh
+/// allocation per hash is kept by the C allocator after it is freed (its
+/// mmap threshold grows to the hash's size), so memory grew by megabytes
+/// with every sign-in.
+pub(crate) type Memory = Vec<Block>;
+
+/// Runs argon2 into `memory`, growing it if needed.
+fn argon2_into(
+    argon: Argon2<'_>,
+    password: &[u8],
+    salt: Salt<'_>,
+    out_len: usize,
+    memory: &mut Memory,
+) -> argon2::password_hash::Result<Output> {
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf)?;
+    let blocks = argon.params().block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Output::init_with(out_len, |out| {
+        Ok(argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])?)
+    })
 }
 
 /// Hashes a password into a PHC string (algorithm, cost and salt included).
-pub(crate) fn hash_password(password: &str, cost: PasswordCost) -> Result<String, String> {
+pub(crate) fn hash_password(
+    password: &str,
+    cost: PasswordCost,
+    memory: &mut Memory,
+) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
-    cost.hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    let params = cost.params();
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let out = argon2_into(
+        argon,
+        password.as_bytes(),
+        salt.as_salt(),
+        Params::DEFAULT_OUTPUT_LEN,
+        memory,
+    )
+    .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| e.to_string())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(out),
+    };
+    Ok(phc.to_string())
 }
 
-/// Checks a password against a stored PHC string. With no stored hash (an
-/// unknown user) it still does the work, so timing does not tell who exists.
-pub(crate) fn verify_password(password: &str, stored: Option<&str>, cost: PasswordCost) -> bool {
+/// Checks a password against a stored PHC string, at the cost stored with
+/// it. With no stored hash (an unknown user) it still does the work, so
+/// timing does not tell who exists.
+pub(crate) fn verify_password(
+    password: &str,
+    stored: Option<&str>,
+    cost: PasswordCost,
+    memory: &mut Memory,
+) -> bool {
     match stored.and_then(|s| PasswordHash::new(s).ok()) {
-        Some(hash) => cost
-            .hasher()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
+        Some(hash) => matches(password, &hash, memory).unwrap_or(false),
         None => {
-            let _ = hash_password(password, cost);
+            let _ = hash_password(password, cost, memory);
             false
         }
     }
+}
+
+fn matches(
+    password: &str,
+    hash: &PasswordHash<'_>,
+    memory: &mut Memory,
+) -> argon2::password_hash::Result<bool> {
+    let (Some(salt), Some(expected)) = (hash.salt, &hash.hash) else {
+        return Ok(false);
+    };
+    let algorithm = Algorithm::try_from(hash.algorithm)?;
+    let version = hash
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let argon = Argon2::new(algorithm, version, Params::try_from(hash)?);
+    let out = argon2_into(argon, password.as_bytes(), salt, expected.len(), memory)?;
+    // `Output`'s equality is constant-time.
+    Ok(&out == expected)
 }
 
 /// Bounds password hashing: at most `running` hashes at once (each holds
@@ -69,6 +133,8 @@ pub(crate) struct HashGate {
     permits: tokio::sync::Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
     max_waiting: usize,
+    /// argon2 memory of the hashes not running: at most one per permit.
+    memory: std::sync::Mutex<Vec<Memory>>,
 }
 
 /// Sign-ins are queued too deep: refuse, the client retries later.
@@ -81,7 +147,25 @@ impl HashGate {
             permits: tokio::sync::Semaphore::new(running.max(1)),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             max_waiting,
+            memory: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// argon2 memory for a turn (empty the first times; it grows once).
+    pub(crate) fn take_memory(&self) -> Memory {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Returns argon2 memory after a turn, for the next one.
+    pub(crate) fn put_memory(&self, memory: Memory) {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(memory);
     }
 
     /// Waits for a turn to hash, or refuses when `max_waiting` sign-ins are
@@ -139,12 +223,41 @@ mod tests {
 
     #[test]
     fn a_password_verifies_against_its_hash_only() {
-        let h = hash_password("correct horse", CHEAP).unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse", Some(&h), CHEAP));
-        assert!(!verify_password("wrong horse", Some(&h), CHEAP));
-        assert!(!verify_password("correct horse", None, CHEAP));
-        assert!(!verify_password("correct horse", Some("garbage"), CHEAP));
+        let m = &mut Memory::new();
+        let h = hash_password("correct horse", CHEAP, m).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{h}");
+        assert!(verify_password("correct horse", Some(&h), CHEAP, m));
+        assert!(!verify_password("wrong horse", Some(&h), CHEAP, m));
+        assert!(!verify_password("correct horse", None, CHEAP, m));
+        assert!(!verify_password("correct horse", Some("garbage"), CHEAP, m));
+        // A hash made at another cost verifies at its own cost, in the
+        // same (regrown) memory.
+        let big = PasswordCost {
+            memory_kib: 256,
+            iterations: 2,
+        };
+        let h2 = hash_password("correct horse", big, &mut Memory::new()).unwrap();
+        assert!(verify_password("correct horse", Some(&h2), CHEAP, m));
+        assert_eq!(m.len(), 256);
+    }
+
+    #[test]
+    fn hashes_match_the_argon2_crates_own() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, CHEAP.params());
+        let theirs = argon
+            .hash_password(b"correct horse", &SaltString::generate(&mut OsRng))
+            .unwrap()
+            .to_string();
+        assert!(verify_password(
+            "correct horse",
+            Some(&theirs),
+            CHEAP,
+            &mut Memory::new()
+        ));
+        let ours = hash_password("correct horse", CHEAP, &mut Memory::new()).unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon.verify_password(b"correct horse", &parsed).is_ok());
     }
 
     #[tokio::test]

@@ -553,13 +553,12 @@ impl<H: Hub> Conn<H> {
                     ));
                 }
                 let who = user.clone();
-                let _turn = self.hash_turn().await?;
+                let hash = self
+                    .hashing(move |m| auth::hash_password(password.expose(), cost, m))
+                    .await?
+                    .map_err(|e| internal(StoreError::Task(e)))?;
                 store
-                    .run(move |s| {
-                        let hash = auth::hash_password(password.expose(), cost)
-                            .map_err(StoreError::Task)?;
-                        s.create_user(&who, &display_name, &hash, unix_ms())
-                    })
+                    .run(move |s| s.create_user(&who, &display_name, &hash, unix_ms()))
                     .await
                     .map_err(|e| match e {
                         StoreError::UserExists => {
@@ -579,18 +578,15 @@ impl<H: Hub> Conn<H> {
             } => {
                 check_version(version)?;
                 let who = user.clone();
-                let _turn = self.hash_turn().await?;
-                let ok = store
-                    .run(move |s| {
-                        let stored = s.password_hash(&who)?;
-                        Ok(auth::verify_password(
-                            password.expose(),
-                            stored.as_deref(),
-                            cost,
-                        ))
-                    })
+                let stored = store
+                    .run(move |s| s.password_hash(&who))
                     .await
                     .map_err(internal)?;
+                let ok = self
+                    .hashing(move |m| {
+                        auth::verify_password(password.expose(), stored.as_deref(), cost, m)
+                    })
+                    .await?;
                 if !ok {
                     tracing::info!(%user, "failed sign-in");
                     return Err(ErrorBody::new(
@@ -627,16 +623,30 @@ impl<H: Hub> Conn<H> {
         self.sign_in(user, device, token, resumed).await
     }
 
-    /// A turn at hashing a password, or `rate_limited` when too many
-    /// sign-ins already wait for one.
-    async fn hash_turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ErrorBody> {
-        self.state.hash_gate.enter().await.map_err(|_| {
+    /// Runs a password hash on a blocking thread when its turn comes (one
+    /// per core at once), with argon2 memory reused from earlier turns; or
+    /// `rate_limited` when too many sign-ins already wait for a turn.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut auth::Memory) -> T + Send + 'static,
+    ) -> Result<T, ErrorBody> {
+        let gate = &self.state.hash_gate;
+        let _turn = gate.enter().await.map_err(|_| {
             tracing::debug!("sign-in refused: too many waiting for a password hash");
             ErrorBody::new(
                 ErrorCode::RateLimited,
                 "the server is busy signing others in; retry in a moment",
             )
+        })?;
+        let mut memory = gate.take_memory();
+        let (out, memory) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut memory);
+            (out, memory)
         })
+        .await
+        .map_err(|e| internal(StoreError::Task(e.to_string())))?;
+        gate.put_memory(memory);
+        Ok(out)
     }
 
     async fn new_session(
