@@ -98,7 +98,7 @@ pub(crate) fn bench_signaling(args: &[String]) -> anyhow::Result<()> {
         Some(old) => {
             println!("xtask: login storm against {}", old.display());
             let mut r = storm_with(old, &bin, &tmp.0.join("storm-old"))?;
-            r.label = format!("unbounded (`{}`)", old.display());
+            r.label = "unbounded (`--compare-server`, the build before the bound)".into();
             Some(r)
         }
         None => None,
@@ -931,7 +931,7 @@ fn report(r: &Report) -> String {
         let _ = writeln!(
             s,
             "\nBefore the bound (every hash on its own blocking thread, up to 512 at once; measured once on 2026-12-02 with `--compare-server` and the previous server build): \
-             139 of 3000 served (4/s), 2861 not served within 33 s, served p50 27 s, 515 threads, peak RSS 16.8 GB."
+             over two runs 98 and 139 of 3000 served (3–4/s), the rest not served within 33 s, served p50 21–27 s, 515 threads, peak RSS 13.7 and 16.8 GB."
         );
     }
     let _ = writeln!(
