@@ -583,6 +583,8 @@ fn invite_steps(
         "not every user connected: {c}"
     );
     let out = rate_steps(server.pid(), &mut load, "invites", secs)?;
+    // Let the server see the disconnects before it is stopped.
+    thread::sleep(Duration::from_secs(1));
     server.stop();
     Ok(out)
 }
@@ -892,6 +894,12 @@ fn report(r: &Report) -> String {
             floor_cpu
         );
     }
+
+    let _ = writeln!(
+        s,
+        "\nWhere fewer calls are achieved than offered, the server is past what this machine gives it: server, load generator \
+         (and whatever else runs) share 2 cores, calls queue, and the latency measures the queue."
+    );
 
     let _ = writeln!(
         s,
