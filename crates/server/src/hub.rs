@@ -124,7 +124,7 @@ impl LocalHub {
             registry: Registry::new(config),
             conns: HashMap::new(),
             online: online.clone(),
-            store,
+            history: history_writer(store),
             metrics,
             epoch: (Instant::now(), unix_ms()),
         };
@@ -194,7 +194,8 @@ struct HubTask {
     /// Signed-in connections by user, then device.
     conns: HashMap<UserId, HashMap<DeviceId, (ConnId, Outbox)>>,
     online: Arc<RwLock<HashMap<UserId, u32>>>,
-    store: Store,
+    /// Finished calls, on their way to the database.
+    history: mpsc::UnboundedSender<StoredCall>,
     metrics: Arc<Metrics>,
     /// A monotonic instant and the wall clock at that instant, to turn the
     /// registry's instants into history timestamps.
@@ -392,13 +393,28 @@ impl HubTask {
             members: r.members,
         };
         tracing::info!(call = %call.call_id, reason = %call.end_reason, "call ended");
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.run(move |s| s.record_call(&call)).await {
-                tracing::error!(error = %e, "could not store a finished call");
-            }
-        });
+        // The writer only stops when the hub does.
+        let _ = self.history.send(call);
     }
+}
+
+/// Stores finished calls in the background, in batches: whatever ended while
+/// the last batch was written goes in one transaction, on one trip to a
+/// blocking thread (at thousands of calls a second, a transaction and a
+/// thread hand-over per call cost more than the writes).
+fn history_writer(store: Store) -> mpsc::UnboundedSender<StoredCall> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<StoredCall>();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 1024).await > 0 {
+            let calls = std::mem::take(&mut batch);
+            let n = calls.len();
+            if let Err(e) = store.run(move |s| s.record_calls(&calls)).await {
+                tracing::error!(error = %e, calls = n, "could not store finished calls");
+            }
+        }
+    });
+    tx
 }
 
 /// The registry's clock: tokio's, so tests with paused time move it too.

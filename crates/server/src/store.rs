@@ -323,27 +323,35 @@ impl Store {
 
     /// Stores a finished call.
     pub fn record_call(&self, call: &StoredCall) -> Result<()> {
+        self.record_calls(std::slice::from_ref(call))
+    }
+
+    /// Stores finished calls, all in one transaction.
+    pub fn record_calls(&self, calls: &[StoredCall]) -> Result<()> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO calls (call_id, kind, inviter, started_at, connected_at, ended_at, end_reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                call.call_id.as_str(),
-                kind_name(call.kind),
-                call.inviter.as_str(),
-                call.started_at,
-                call.connected_at,
-                call.ended_at,
-                call.end_reason,
-            ],
-        )?;
-        let seq = tx.last_insert_rowid();
-        for (user, outcome) in &call.members {
-            tx.execute(
-                "INSERT INTO call_members (seq, user_id, outcome) VALUES (?1, ?2, ?3)",
-                params![seq, user.as_str(), outcome_name(*outcome)],
+        {
+            let mut insert_call = tx.prepare_cached(
+                "INSERT INTO calls (call_id, kind, inviter, started_at, connected_at, ended_at, end_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let mut insert_member = tx.prepare_cached(
+                "INSERT INTO call_members (seq, user_id, outcome) VALUES (?1, ?2, ?3)",
+            )?;
+            for call in calls {
+                let seq = insert_call.insert(params![
+                    call.call_id.as_str(),
+                    kind_name(call.kind),
+                    call.inviter.as_str(),
+                    call.started_at,
+                    call.connected_at,
+                    call.ended_at,
+                    call.end_reason,
+                ])?;
+                for (user, outcome) in &call.members {
+                    insert_member.execute(params![seq, user.as_str(), outcome_name(*outcome)])?;
+                }
+            }
         }
         tx.commit()?;
         Ok(())
