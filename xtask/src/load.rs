@@ -54,17 +54,7 @@ pub(crate) fn bench_signaling(args: &[String]) -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
     let started = Instant::now();
-    println!("xtask: building beckon-server and beckon-load (release)");
-    let status = crate::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "beckon-server",
-        "-p",
-        "beckon-load",
-    ])
-    .status()?;
-    anyhow::ensure!(status.success(), "the release build failed");
+    crate::procs::build_release(&["beckon-server", "beckon-load"])?;
     let bin = bin_dir("release");
     let tmp = TempDir(scratch("signaling")?);
     let bench_started = Instant::now();

@@ -135,3 +135,19 @@ pub(crate) fn scratch(name: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// Builds these packages' release binaries.
+pub(crate) fn build_release(packages: &[&str]) -> anyhow::Result<()> {
+    println!("xtask: building {} (release)", packages.join(", "));
+    let mut args = vec!["build", "--release"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    let status = crate::cargo(&args).status()?;
+    anyhow::ensure!(
+        status.success(),
+        "the release build of {} failed",
+        packages.join(", ")
+    );
+    Ok(())
+}

@@ -58,33 +58,16 @@ enum Mode {
     /// Connects the users on lines [from, to) of the token file (resume)
     /// and holds the connections until stdin closes.
     Idle {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        tokens: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        from: usize,
-        #[arg(long)]
-        to: usize,
-        /// Connections being set up at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
+        #[command(flatten)]
+        users: SignedIn,
     },
     /// Connects users [from, to) as pairs (caller, callee); then for each
     /// `RATE SECS` line on stdin, places RATE calls a second for SECS
     /// seconds spread over the pairs: invite, the callee accepts, the caller
     /// ends.
     Invites {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        tokens: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        from: usize,
-        #[arg(long)]
-        to: usize,
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
+        #[command(flatten)]
+        users: SignedIn,
     },
     /// Password sign-ins at RATE a second for SECS seconds, each on its own
     /// connection, as users `{prefix}{i % users}`; waits at most `max_wait`
@@ -125,6 +108,24 @@ enum Mode {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+}
+
+/// The signed-in users a mode connects: lines [from, to) of a token file.
+#[derive(Debug, clap::Args)]
+struct SignedIn {
+    /// `ws://host:port/ws`.
+    #[arg(long)]
+    url: String,
+    /// The `user<TAB>token` file that `register` wrote.
+    #[arg(long)]
+    tokens: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    from: usize,
+    #[arg(long)]
+    to: usize,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
 }
 
 /// Prints one JSON line.
@@ -188,20 +189,12 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 out,
             } => users::register(&url, from..to, &prefix, &password, concurrency, &out).await,
-            Mode::Idle {
-                url,
-                tokens,
-                from,
-                to,
-                concurrency,
-            } => users::idle(&url, &tokens, from..to, concurrency).await,
-            Mode::Invites {
-                url,
-                tokens,
-                from,
-                to,
-                concurrency,
-            } => invites::run(&url, &tokens, from..to, concurrency).await,
+            Mode::Idle { users: u } => {
+                users::idle(&u.url, &u.tokens, u.from..u.to, u.concurrency).await
+            }
+            Mode::Invites { users: u } => {
+                invites::run(&u.url, &u.tokens, u.from..u.to, u.concurrency).await
+            }
             Mode::Logins {
                 url,
                 prefix,
