@@ -20,7 +20,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use crate::bench::{cpu_secs, machine, rss_mb, secs_arg, write_section};
-use crate::procs::{bin_dir, scratch};
+use crate::procs::{ServerProc, bin_dir, scratch};
 
 /// Connections one process holds at most (the open-file limit is 20,000).
 const PER_PROCESS: usize = 17_000;
@@ -125,87 +125,6 @@ impl Drop for TempDir {
 }
 
 // --- processes --------------------------------------------------------------
-
-/// A `beckon-server` on a free loopback port.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(server: &Path, db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(server)
-            .args(["--listen", "127.0.0.1:0", "--database"])
-            .arg(db)
-            .args(extra)
-            .env(
-                "BECKON_LOG",
-                std::env::var("BECKON_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", server.display()))?;
-        let out = child.stdout.take().expect("piped");
-        let mut lines = BufReader::new(out).lines();
-        let first = lines.next().context("the server exited before listening");
-        let first = match first {
-            Ok(Ok(l)) => l,
-            Ok(Err(e)) => {
-                let _ = child.kill();
-                return Err(e.into());
-            }
-            Err(e) => {
-                let _ = child.kill();
-                return Err(e);
-            }
-        };
-        let url = first.rsplit(' ').next().unwrap_or_default().to_string();
-        thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        let server = Self { child, url };
-        anyhow::ensure!(
-            server.url.starts_with("ws"),
-            "unexpected server output: {first}"
-        );
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM and wait: the server closes its connections and the
-    /// database (which checkpoints the WAL).
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let sent = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while sent && Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
 
 /// A `beckon-load` process and the JSON lines it prints.
 struct Load {
@@ -362,7 +281,7 @@ fn accounts(bin: &Path, tmp: &Path) -> anyhow::Result<Accounts> {
     std::fs::create_dir_all(&work)?;
     let work_db = work.join("beckon.db");
     let work_tokens = work.join("tokens.tsv");
-    let server = Server::start(&bin.join("beckon-server"), &work_db, &CHEAP_ARGON2)?;
+    let server = ServerProc::start_with(&bin.join("beckon-server"), &work_db, &CHEAP_ARGON2)?;
     let t0 = Instant::now();
     let mut load = Load::start(
         bin,
@@ -436,7 +355,7 @@ fn idle_step(bin: &Path, dbs: &[PathBuf], tokens: &Path, n: usize) -> anyhow::Re
     let k = n.div_ceil(PER_PROCESS);
     let servers = dbs[..k]
         .iter()
-        .map(|db| Server::start(&bin.join("beckon-server"), db, &[]))
+        .map(|db| ServerProc::start_with(&bin.join("beckon-server"), db, &[]))
         .collect::<anyhow::Result<Vec<_>>>()?;
     thread::sleep(Duration::from_millis(500));
     let server_base_mb: f64 = servers.iter().map(|s| rss_mb(s.pid())).sum();
@@ -556,7 +475,7 @@ fn invite_steps(
     tokens: &Path,
     secs: f64,
 ) -> anyhow::Result<Vec<RateResult>> {
-    let server = Server::start(&bin.join("beckon-server"), db, &[])?;
+    let server = ServerProc::start_with(&bin.join("beckon-server"), db, &[])?;
     let mut load = Load::start(
         bin,
         &[
@@ -641,7 +560,7 @@ fn storm(server_bin: &Path, bin: &Path, dir: &Path) -> anyhow::Result<StormResul
 /// `STORM_SECS` seconds.
 fn storm_with(server_bin: &Path, bin: &Path, dir: &Path) -> anyhow::Result<StormResult> {
     std::fs::create_dir_all(dir)?;
-    let server = Server::start(server_bin, &dir.join("beckon.db"), &[])?;
+    let server = ServerProc::start_with(server_bin, &dir.join("beckon.db"), &[])?;
     let mut reg = Load::start(
         bin,
         &[

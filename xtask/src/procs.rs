@@ -14,7 +14,8 @@ use serde_json::Value;
 /// A JSON line a peer printed, with the peer's name.
 pub(crate) type Line = (String, Value);
 
-/// A running `beckon-server`.
+/// A running `beckon-server`; stopped (SIGTERM, then killed if it lingers)
+/// when dropped.
 pub(crate) struct ServerProc {
     child: Child,
     pub(crate) url: String,
@@ -23,46 +24,79 @@ pub(crate) struct ServerProc {
 impl ServerProc {
     /// Starts the server on a free loopback port with a database in `dir`.
     pub(crate) fn start(bin: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin.join("beckon-server"))
+        Self::start_with(&bin.join("beckon-server"), &dir.join("beckon.db"), &[])
+    }
+
+    /// Starts this server binary on a free loopback port with this
+    /// database and extra flags.
+    pub(crate) fn start_with(server: &Path, db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(server)
             .args(["--listen", "127.0.0.1:0", "--database"])
-            .arg(dir.join("beckon.db"))
+            .arg(db)
+            .args(extra)
             .env(
                 "BECKON_LOG",
                 std::env::var("BECKON_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .context("starting beckon-server")?;
+            .with_context(|| format!("starting {}", server.display()))?;
         let out = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(out).lines();
+        // From here on the child is ours to stop, even on error.
+        let mut server = Self {
+            child,
+            url: String::new(),
+        };
         let first = lines
             .next()
             .context("the server exited before listening")??;
-        let url = first.rsplit(' ').next().unwrap_or_default().to_string();
-        anyhow::ensure!(url.starts_with("ws"), "unexpected server output: {first}");
+        server.url = first.rsplit(' ').next().unwrap_or_default().to_string();
+        anyhow::ensure!(
+            server.url.starts_with("ws"),
+            "unexpected server output: {first}"
+        );
         // Keep draining so the server never blocks on a full pipe.
         thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Ok(Self { child, url })
+        Ok(server)
     }
 
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// SIGTERM and wait: the server closes its connections and the
+    /// database (which checkpoints the WAL).
+    pub(crate) fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let sent = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while sent && Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
-        // SIGTERM lets it close connections cleanly; kill if that fails.
-        let terminated = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !terminated {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        self.terminate();
     }
 }
 
