@@ -1,7 +1,5 @@
 //! Pairs of users calling each other at an offered rate.
 
-use std::ops::Range;
-use std::path::Path;
 use std::time::Duration;
 
 use beckon_client::{Client, ClientEvent};
@@ -13,7 +11,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::emit;
 use crate::stats::{Schedule, Tally, kind, percentiles};
-use crate::users::{connect_all, read_tokens};
+use crate::users::Conn;
 
 /// How long any one step of a call may take before it counts as failed.
 const STEP: Duration = Duration::from_secs(10);
@@ -35,14 +33,8 @@ struct PairResult {
     invite_bytes: Option<usize>,
 }
 
-pub(crate) async fn run(
-    url: &str,
-    tokens: &Path,
-    range: Range<usize>,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    let users = read_tokens(tokens, range)?;
-    let mut conns = connect_all(url, users, concurrency).await.into_iter();
+pub(crate) async fn run(conns: Vec<Option<Conn>>) -> anyhow::Result<()> {
+    let mut conns = conns.into_iter();
     let mut pairs = Vec::new();
     while let (Some(a), Some(b)) = (conns.next(), conns.next()) {
         if let (Some((_, caller, caller_events)), Some((callee_id, callee, callee_events))) = (a, b)

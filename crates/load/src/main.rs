@@ -128,6 +128,15 @@ struct SignedIn {
     concurrency: usize,
 }
 
+impl SignedIn {
+    /// Connects every user of the range with its token (see
+    /// `users::connect_all`).
+    async fn connect(&self) -> anyhow::Result<Vec<Option<users::Conn>>> {
+        let tokens = users::read_tokens(&self.tokens, self.from..self.to)?;
+        Ok(users::connect_all(&self.url, tokens, self.concurrency).await)
+    }
+}
+
 /// Prints one JSON line.
 pub(crate) fn emit(value: serde_json::Value) {
     println!("{value}");
@@ -189,12 +198,8 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 out,
             } => users::register(&url, from..to, &prefix, &password, concurrency, &out).await,
-            Mode::Idle { users: u } => {
-                users::idle(&u.url, &u.tokens, u.from..u.to, u.concurrency).await
-            }
-            Mode::Invites { users: u } => {
-                invites::run(&u.url, &u.tokens, u.from..u.to, u.concurrency).await
-            }
+            Mode::Idle { users: u } => users::idle(u.connect().await?).await,
+            Mode::Invites { users: u } => invites::run(u.connect().await?).await,
             Mode::Logins {
                 url,
                 prefix,

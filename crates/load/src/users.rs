@@ -170,14 +170,7 @@ pub(crate) async fn connect_all(
     conns
 }
 
-pub(crate) async fn idle(
-    url: &str,
-    tokens: &Path,
-    range: Range<usize>,
-    concurrency: usize,
-) -> anyhow::Result<()> {
-    let users = read_tokens(tokens, range)?;
-    let conns = connect_all(url, users, concurrency).await;
+pub(crate) async fn idle(conns: Vec<Option<Conn>>) -> anyhow::Result<()> {
     crate::until_stdin_closes().await;
     drop(conns);
     Ok(())
