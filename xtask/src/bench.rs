@@ -447,25 +447,25 @@ fn clock_ticks() -> f64 {
     })
 }
 
+/// The first number on the line that starts with `key` in
+/// `/proc/<pid>/<file>` (lines like `VmRSS:    1234 kB`).
+pub(crate) fn proc_field(pid: u32, file: &str, key: &str) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 /// Proportional set size of a process (its own pages, plus its share of
 /// the pages it shares with others), MB.
 pub(crate) fn pss_mb(pid: u32) -> f64 {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    proc_field(pid, "smaps_rollup", "Pss:").map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Resident memory of a process, MB.
 pub(crate) fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    proc_field(pid, "status", "VmRSS:").map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// The time now, as `2026-12-02 14:05 UTC`.

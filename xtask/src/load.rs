@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::bench::{cpu_secs, machine, rss_mb, secs_arg, write_section};
+use crate::bench::{cpu_secs, machine, proc_field, rss_mb, secs_arg, write_section};
 use crate::procs::{ServerProc, bin_dir, scratch};
 
 /// Connections one process holds at most (the open-file limit is 20,000).
@@ -221,12 +221,7 @@ fn args(a: &[&str]) -> Vec<String> {
 
 /// Peak resident memory of a process, MB.
 fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    proc_field(pid, "status", "VmHWM:").map_or(0.0, |kb| kb / 1024.0)
 }
 
 // --- accounts ---------------------------------------------------------------
@@ -636,12 +631,7 @@ fn storm_with(server_bin: &Path, bin: &Path, dir: &Path) -> anyhow::Result<Storm
 }
 
 fn threads(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    proc_field(pid, "status", "Threads:").map_or(0, |n| n as u64)
 }
 
 // --- report -------------------------------------------------------------------
