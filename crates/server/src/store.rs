@@ -640,6 +640,53 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_calls_is_stored_each_with_its_own_members() {
+        let s = store_with(&["alice", "bob", "carol"]);
+        s.record_calls(&[
+            call(
+                1,
+                "alice",
+                &[("alice", Outcome::Answered), ("bob", Outcome::Answered)],
+                100_000,
+            ),
+            call(
+                2,
+                "carol",
+                &[("carol", Outcome::NoAnswer), ("bob", Outcome::Missed)],
+                200_000,
+            ),
+            call(
+                3,
+                "alice",
+                &[("alice", Outcome::NoAnswer), ("carol", Outcome::Busy)],
+                300_000,
+            ),
+        ])
+        .unwrap();
+        let seen = |user: &str| -> Vec<(String, Outcome)> {
+            let (page, _) = s.history(&uid(user), None, 10).unwrap();
+            page.into_iter()
+                .map(|e| (e.inviter.to_string(), e.outcome))
+                .collect()
+        };
+        assert_eq!(
+            seen("bob"),
+            vec![
+                ("carol".to_owned(), Outcome::Missed),
+                ("alice".to_owned(), Outcome::Answered)
+            ]
+        );
+        assert_eq!(
+            seen("carol"),
+            vec![
+                ("alice".to_owned(), Outcome::Busy),
+                ("carol".to_owned(), Outcome::NoAnswer)
+            ]
+        );
+        assert_eq!(s.missed_count(&uid("bob")).unwrap(), 1);
+    }
+
+    #[test]
     fn contacts_and_their_watchers() {
         let s = store_with(&["alice", "bob", "carol"]);
         s.add_contact(&uid("alice"), &uid("bob"), 0).unwrap();
