@@ -127,6 +127,7 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
         Some("media") | None => {}
         Some("app") => return crate::app::bench_app(&args[1..]),
         Some("signaling") => return crate::load::bench_signaling(&args[1..]),
+        Some("network") => return crate::network::bench(&args[1..]),
         Some(other) => {
             anyhow::bail!(
                 "unknown benchmark {other:?}; try `cargo xtask bench media` or `bench app`"

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -64,38 +64,105 @@ enum PageMsg {
     Result(Value),
 }
 
-/// Serves `bench/chromium/` on 127.0.0.1 and hands over what the page posts.
+/// Serves `bench/chromium/` and hands over what the pages post; relays
+/// signaling between two pages and tells them their ICE servers.
 pub(crate) struct PageServer {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     rx: mpsc::Receiver<PageMsg>,
+    shared: Arc<Shared>,
+}
+
+/// What the pages share through the server.
+#[derive(Default)]
+struct Shared {
+    /// Signaling messages waiting for each page, by role.
+    mail: Mutex<HashMap<String, Vec<Value>>>,
+    arrived: Condvar,
+    /// `{ iceServers: [...] }` for `RTCPeerConnection`.
+    ice: Mutex<Value>,
 }
 
 impl PageServer {
+    /// On a free loopback port.
     pub(crate) fn start() -> anyhow::Result<Self> {
+        Self::on(TcpListener::bind("127.0.0.1:0")?)
+    }
+
+    /// On a listener made elsewhere (e.g. in a network namespace).
+    pub(crate) fn on(listener: TcpListener) -> anyhow::Result<Self> {
         let dir = crate::root().join("bench/chromium");
         anyhow::ensure!(
             dir.join("call.html").is_file(),
             "{} is missing",
             dir.join("call.html").display()
         );
-        let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
         // Lives as long as xtask does.
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (tx, dir) = (tx.clone(), dir.clone());
+                let (tx, dir, s) = (tx.clone(), dir.clone(), s.clone());
                 thread::spawn(move || {
-                    let _ = serve(stream, &dir, &tx);
+                    let _ = serve(stream, &dir, &tx, &s);
                 });
             }
         });
-        Ok(Self { addr, rx })
+        Ok(Self { addr, rx, shared })
+    }
+
+    /// The ICE servers pages get from `/ice`.
+    pub(crate) fn set_ice(&self, servers: Value) {
+        *self.shared.ice.lock().unwrap_or_else(|p| p.into_inner()) =
+            serde_json::json!({ "iceServers": servers });
+    }
+
+    /// Forgets signaling of an earlier call, and anything pages posted.
+    pub(crate) fn reset(&self) {
+        self.shared
+            .mail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// The value of `key` in a query string.
+fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
+    target
+        .split_once('?')?
+        .1
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `GET /signal?me=…`: what is waiting for that page, after up to 20 s.
+fn take_mail(shared: &Shared, me: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut mail = shared.mail.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let waiting = mail.get_mut(me).map(std::mem::take).unwrap_or_default();
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !waiting.is_empty() || left.is_zero() {
+            return waiting;
+        }
+        mail = shared
+            .arrived
+            .wait_timeout(mail, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 
 /// One HTTP/1.1 request, answered and closed.
-fn serve(stream: TcpStream, dir: &Path, tx: &mpsc::Sender<PageMsg>) -> anyhow::Result<()> {
+fn serve(
+    stream: TcpStream,
+    dir: &Path,
+    tx: &mpsc::Sender<PageMsg>,
+    shared: &Shared,
+) -> anyhow::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
@@ -118,6 +185,27 @@ fn serve(stream: TcpStream, dir: &Path, tx: &mpsc::Sender<PageMsg>) -> anyhow::R
     let mut body = vec![0; length.min(16 << 20)];
     reader.read_exact(&mut body)?;
     let (status, kind, content) = match method {
+        "GET" if path == "/signal" => {
+            let mail = take_mail(shared, query(target, "me").unwrap_or(""));
+            ("200 OK", "application/json", serde_json::to_vec(&mail)?)
+        }
+        "GET" if path == "/ice" => {
+            let ice = shared.ice.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            ("200 OK", "application/json", serde_json::to_vec(&ice)?)
+        }
+        "POST" if path == "/signal" => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let to = query(target, "to").unwrap_or("").to_owned();
+            shared
+                .mail
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(to)
+                .or_default()
+                .push(v);
+            shared.arrived.notify_all();
+            ("200 OK", "text/plain", Vec::new())
+        }
         "GET" => {
             let name = path.trim_start_matches('/');
             let name = if name.is_empty() { "call.html" } else { name };
@@ -251,26 +339,12 @@ pub(crate) fn run_call(
 ) -> anyhow::Result<ChromiumResult> {
     while server.rx.try_recv().is_ok() {}
     let profile = scratch.join(format!("chromium-profile-{members}-{}x{}", size.0, size.1));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile)?;
     let log_path = scratch.join("chromium.log");
     let url = format!(
         "http://{}/call.html?w={}&h={}&members={members}&secs={hold}&warmup={warmup}",
         server.addr, size.0, size.1
     );
-    let child = Command::new("chromium")
-        .args(FLAGS)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .env(MARK, &profile)
-        .arg(&url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path)?)
-        // Its own process group, so that nothing it starts outlives the run.
-        .process_group(0)
-        .spawn()
-        .context("starting chromium")?;
-    let mut running = Running { child, profile };
+    let mut running = launch(None, &url, &profile, &log_path)?;
     let result = measure(server, &mut running, hold);
     if result.is_err() {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -393,4 +467,115 @@ impl Drop for Running {
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Starts a headless Chromium in `namespace` (or here) on `url`, its
+/// processes marked by `profile`, in a process group of its own so that
+/// nothing it starts outlives the run.
+fn launch(
+    namespace: Option<&str>,
+    url: &str,
+    profile: &Path,
+    log: &Path,
+) -> anyhow::Result<Running> {
+    let _ = std::fs::remove_dir_all(profile);
+    std::fs::create_dir_all(profile)?;
+    let mut cmd = match namespace {
+        Some(ns) => beckon_netsim::world::in_namespace(ns, "chromium"),
+        None => Command::new("chromium"),
+    };
+    let child = cmd
+        .args(FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .env(MARK, profile)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .process_group(0)
+        .spawn()
+        .context("starting chromium")?;
+    Ok(Running {
+        child,
+        profile: profile.to_path_buf(),
+    })
+}
+
+/// A 1v1 call between two Chromiums, one per namespace (`a` offers):
+/// `during` runs once a's call starts (with its wall-clock start, µs) and
+/// returns when whatever it plays is over. Returns both pages' results,
+/// a's, then b's, the call's start and what `during` returned.
+pub(crate) fn run_pair<T>(
+    page: &PageServer,
+    namespaces: [&str; 2],
+    size: (u32, u32),
+    hold: f64,
+    scratch: &Path,
+    during: impl FnOnce(u64) -> anyhow::Result<T>,
+) -> anyhow::Result<(Value, Value, u64, T)> {
+    page.reset();
+    let mut running = Vec::new();
+    for (role, ns) in ["a", "b"].into_iter().zip(namespaces) {
+        let url = format!(
+            "http://{}/net.html?role={role}&w={}&h={}&secs={hold}",
+            page.addr, size.0, size.1
+        );
+        let profile = scratch.join(format!("chromium-net-{role}"));
+        let log = scratch.join(format!("chromium-net-{role}.log"));
+        running.push((role, log.clone(), launch(Some(ns), &url, &profile, &log)?));
+    }
+    let result = (|| {
+        let deadline = Instant::now() + Duration::from_secs_f64(hold + 60.0);
+        let mut results: HashMap<String, Value> = HashMap::new();
+        let mut call: Option<(u64, T)> = None;
+        let mut during = Some(during);
+        while results.len() < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            anyhow::ensure!(!left.is_zero(), "the pages did not finish in time");
+            for (role, _, r) in &mut running {
+                if let Some(status) = r.child.try_wait()? {
+                    anyhow::bail!("chromium {role} exited early ({status})");
+                }
+            }
+            match page.rx.recv_timeout(left.min(Duration::from_millis(500))) {
+                Ok(PageMsg::Log(m)) => println!("  chromium: {m}"),
+                Ok(PageMsg::Mark(phase)) if phase == "call-a" => {
+                    let at = crate::network::wall_us();
+                    let f = during.take().context("a second call start")?;
+                    call = Some((at, f(at)?));
+                }
+                Ok(PageMsg::Mark(_)) => {}
+                Ok(PageMsg::Result(v)) => {
+                    if let Some(e) = v["error"].as_str() {
+                        anyhow::bail!("page {} failed: {e}", v["role"]);
+                    }
+                    results.insert(v["role"].as_str().unwrap_or("?").to_owned(), v);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let (at, t) = call.context("the call never started")?;
+        Ok((
+            results.remove("a").context("no result from a")?,
+            results.remove("b").context("no result from b")?,
+            at,
+            t,
+        ))
+    })();
+    if result.is_err() {
+        for (role, log, _) in &running {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            eprintln!("xtask: chromium {role}'s last lines:");
+            for l in tail.iter().rev() {
+                eprintln!("  {l}");
+            }
+        }
+    }
+    for (_, log, r) in running {
+        drop(r);
+        let _ = std::fs::remove_file(log);
+    }
+    result
 }

@@ -132,6 +132,16 @@ const PACKAGES: &[Package] = &[
         why: "routes ALSA to PulseAudio in the audio tests",
         needed_for: TEST,
     },
+    Package {
+        name: "coturn",
+        why: "the TURN relay the network tests call through",
+        needed_for: TEST,
+    },
+    Package {
+        name: "iproute2",
+        why: "network namespaces for the network tests (ip netns)",
+        needed_for: TEST,
+    },
 ];
 
 fn installed(package: &str) -> bool {

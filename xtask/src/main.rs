@@ -18,6 +18,7 @@ mod bench;
 mod chromium;
 mod deps;
 mod load;
+mod network;
 mod procs;
 mod run;
 
@@ -31,6 +32,7 @@ tasks:
   demo      start a server and two headless users who call each other
   test      formatting, lints, UI checks and tests, every test, the real-window tests
   e2e       the real-window tests alone (Xvfb, tauri-driver, beckon-peers)
+  network   the network tests alone (calls through coturn across an impaired link)
   bundle    a .deb of the release build (target/release/bundle)
   bindings  regenerate ui/src/lib/bindings.ts from src-tauri/src/view.rs
   bench     every benchmark below, then rewrite docs/benchmarks.md (under 30 min)
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Some("demo") => run::run(),
         Some("test") => test(),
         Some("e2e") => deps::ensure(deps::Purpose::Test).and_then(|()| app::e2e()),
+        Some("network") => deps::ensure(deps::Purpose::Test).and_then(|()| network::test()),
         Some("bundle") => app::bundle(),
         Some("bindings") => app::bindings(),
         Some("bench") if args.len() == 1 => bench_all(),
@@ -131,6 +134,7 @@ fn test() -> anyhow::Result<()> {
         ]),
     )?;
     step("tests", cargo(&["test", "--workspace", "--locked"]))?;
+    network::test()?;
     app::e2e()?;
     println!("\nxtask: formatting, lints, every test and the real-window tests passed");
     Ok(())

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
+use crate::describe;
+
 /// A JSON line a peer printed, with the peer's name.
 pub(crate) type Line = (String, Value);
 
@@ -30,8 +32,20 @@ impl ServerProc {
     /// Starts this server binary on a free loopback port with this
     /// database and extra flags.
     pub(crate) fn start_with(server: &Path, db: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(server)
-            .args(["--listen", "127.0.0.1:0", "--database"])
+        Self::start_cmd(Command::new(server), "127.0.0.1:0", db, extra)
+    }
+
+    /// Starts the server `cmd` runs (the binary, or `ip netns exec … binary`)
+    /// listening on `listen`, with this database and extra flags.
+    pub(crate) fn start_cmd(
+        mut cmd: Command,
+        listen: &str,
+        db: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let server = describe(&cmd);
+        let mut child = cmd
+            .args(["--listen", listen, "--database"])
             .arg(db)
             .args(extra)
             .env(
@@ -42,7 +56,7 @@ impl ServerProc {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting {}", server.display()))?;
+            .with_context(|| format!("starting {server}"))?;
         let out = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(out).lines();
         // From here on the child is ours to stop, even on error.
@@ -109,7 +123,24 @@ pub(crate) fn spawn_peer(
     extra: &[&str],
     lines: &mpsc::Sender<Line>,
 ) -> anyhow::Result<Child> {
-    let mut child = Command::new(bin.join("beckon-peer"))
+    spawn_peer_cmd(
+        Command::new(bin.join("beckon-peer")),
+        url,
+        user,
+        extra,
+        lines,
+    )
+}
+
+/// [`spawn_peer`], with the peer started by `cmd` (e.g. in a namespace).
+pub(crate) fn spawn_peer_cmd(
+    mut cmd: Command,
+    url: &str,
+    user: &str,
+    extra: &[&str],
+    lines: &mpsc::Sender<Line>,
+) -> anyhow::Result<Child> {
+    let mut child = cmd
         .args([
             "--server",
             url,

@@ -22,6 +22,25 @@ use crate::{ClientConfig, ClientError, ClientEvent, Command, Credentials, Shared
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// How often the connection checks that its local address is still there.
+const ADDRESS_CHECK: Duration = Duration::from_millis(250);
+
+/// The local address of the connection's socket.
+fn local_ip(ws: &Ws) -> Option<std::net::IpAddr> {
+    let tcp = match ws.get_ref() {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => s.get_ref().0,
+        _ => return None,
+    };
+    tcp.local_addr().ok().map(|a| a.ip())
+}
+
+/// Whether `ip` is still one of this computer's addresses: binding to it
+/// fails once it is not (on every system, without listing interfaces).
+fn still_ours(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
 /// What the task must do with a reply besides handing it back.
 #[derive(Debug, Clone)]
 enum Track {
@@ -285,8 +304,18 @@ impl Task {
         }
         let silence = self.config.silence_timeout;
         let mut deadline = tokio::time::Instant::now() + silence;
+        // A socket whose local address went away (the computer moved to
+        // another network) is dead, though nothing says so for a long time.
+        let local = local_ip(&ws);
+        let mut watch = tokio::time::interval(ADDRESS_CHECK);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let outcome = loop {
             tokio::select! {
+                _ = watch.tick() => {
+                    if local.is_some_and(|ip| !still_ours(ip)) {
+                        break Outcome::Lost("this computer's network address changed".into());
+                    }
+                }
                 msg = ws.next() => {
                     deadline = tokio::time::Instant::now() + silence;
                     match msg {
@@ -508,4 +537,16 @@ async fn read_answer(ws: &mut Ws, id: RequestId) -> Result<Result<Reply, ErrorBo
         }
     }
     Err(ClientError::Disconnected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::still_ours;
+
+    #[test]
+    fn an_address_that_is_gone_is_noticed() {
+        assert!(still_ours([127, 0, 0, 1].into()));
+        // A documentation address no machine here has.
+        assert!(!still_ours([192, 0, 2, 77].into()));
+    }
 }

@@ -49,7 +49,7 @@ use crate::peer::link::{LinkContext, LinkEvent, PeerLink};
 use crate::pipeline::{
     AudioSender, EncodedSink, PipelineEvent, SendControls, VideoSender, VideoSink,
 };
-use crate::sink::mixer::{AudioOutput, MemberAudioStats, Mixer};
+use crate::sink::mixer::{AudioOutput, MemberAudioStats, Mixer, ToneLog};
 use crate::source::{AudioSource, VideoSource};
 
 /// How to set up a call's media.
@@ -157,6 +157,12 @@ pub struct PeerStats {
     pub audio: Option<MemberAudioStats>,
     /// When their media started flowing, after the link was made.
     pub connect_ms: Option<u64>,
+    /// The network path in use: the kinds of its two ends, ours first
+    /// (`host`, `srflx`, `prflx` or `relay`, the last through a TURN
+    /// server), e.g. `host/relay`.
+    pub path: Option<String>,
+    /// Bytes sent to them so far.
+    pub bytes_sent: u64,
 }
 
 /// Counters of what we send.
@@ -220,11 +226,11 @@ impl EncodedSink for Inner {
         if links.is_empty() {
             return;
         }
-        let data = Bytes::from(frame.data.clone());
+        let _ = duration;
         // Called on the camera thread, never on a runtime thread.
         self.handle.block_on(async {
             for link in &links {
-                link.write_video(data.clone(), duration).await;
+                link.write_video(frame).await;
             }
         });
     }
@@ -322,6 +328,7 @@ impl CallMedia {
         ];
         tokio::spawn(link_pump(Arc::downgrade(&inner), link_rx));
         tokio::spawn(bitrate_loop(Arc::downgrade(&inner)));
+        tokio::spawn(network_watch(Arc::downgrade(&inner)));
         let call = Self {
             inner,
             video: Mutex::new(video),
@@ -367,6 +374,15 @@ impl CallMedia {
             .ok_or_else(|| MediaError::Signaling(format!("no connection to {user}")))?;
         link.restart_ice();
         Ok(())
+    }
+
+    /// Looks for new network paths to everyone (ICE restarts): the network
+    /// changed under us, or signaling came back after a drop. The call does
+    /// this by itself when this computer's address changes.
+    pub fn reconnect_all(&self) {
+        for link in self.inner.links() {
+            link.restart_ice();
+        }
     }
 
     /// A member left: drop their connection, their tile and their voice.
@@ -508,6 +524,15 @@ impl CallMedia {
         }
     }
 
+    /// Each member's tone, 100 ms at a time (see [`ToneLog`]).
+    pub fn tone_logs(&self) -> HashMap<UserId, ToneLog> {
+        self.inner
+            .mixer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tone_logs()
+    }
+
     /// Counters of what we send.
     pub fn send_stats(&self) -> SendStats {
         let c = &self.inner.controls;
@@ -588,6 +613,8 @@ impl CallMedia {
                 audio: audio.get(&link.user).cloned(),
                 connect_ms: connected
                     .map(|t| t.duration_since(self.inner.created).as_millis() as u64),
+                path: t.path.clone(),
+                bytes_sent: sent,
             });
         }
         out
@@ -718,29 +745,150 @@ async fn link_pump(inner: std::sync::Weak<Inner>, mut rx: UnboundedReceiver<Link
     }
 }
 
-/// Follows the congestion controllers: one encoder feeds every member, so
-/// it aims at the slowest path.
+/// Follows the congestion controllers and the receivers' reports: one
+/// encoder feeds every member, so it aims at the slowest path, and the
+/// audio FEC at the lossiest.
 async fn bitrate_loop(inner: std::sync::Weak<Inner>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         if inner.stop.load(Ordering::Relaxed) {
             return;
         }
-        let slowest = inner
-            .links()
+        let links = inner.links();
+        let slowest = links
             .iter()
             .map(|l| f64::from_bits(l.target_bps.load(Ordering::Relaxed)))
             .filter(|b| *b > 0.0)
             .fold(f64::INFINITY, f64::min);
         if slowest.is_finite() {
-            // Leave room for audio and RTP overhead.
-            let video_kbps = ((slowest - 60_000.0) / 1000.0).clamp(100.0, 2500.0) as u32;
+            let video_kbps = video_budget_kbps(slowest);
             inner
                 .controls
                 .bitrate_kbps
                 .store(video_kbps, Ordering::Relaxed);
         }
+        let loss = links
+            .iter()
+            .map(|l| l.counters.fraction_lost.load(Ordering::Relaxed) * 100 / 256)
+            .max()
+            .unwrap_or(0);
+        inner
+            .controls
+            .audio_loss_pct
+            .store(audio_fec_pct(loss), Ordering::Relaxed);
+    }
+}
+
+/// Where this computer's traffic leaves from: the address the system
+/// would send from towards `probe` (no packet is sent).
+fn route_source(probe: std::net::SocketAddr) -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(probe).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+/// Towards where the route is looked up: the first ICE server given as an
+/// address, else a documentation address (the default route).
+fn probe_address(servers: &[IceServer]) -> std::net::SocketAddr {
+    servers
+        .iter()
+        .flat_map(|s| &s.urls)
+        .filter_map(|u| {
+            let rest = u.split_once(':')?.1;
+            let host_port = rest.split('?').next()?;
+            host_port.parse::<std::net::SocketAddr>().ok().or_else(|| {
+                host_port
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| (ip, 3478).into())
+            })
+        })
+        .next()
+        .unwrap_or_else(|| ([192, 0, 2, 1], 9).into())
+}
+
+/// Restarts ICE on every link when the address we send from changes (a
+/// laptop moving from Wi-Fi to Ethernet): the old paths are dead, and
+/// nothing else says so for seconds.
+async fn network_watch(inner: std::sync::Weak<Inner>) {
+    let probe = match inner.upgrade() {
+        Some(i) => probe_address(&i.config.ice_servers),
+        None => return,
+    };
+    let mut source = route_source(probe);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = route_source(probe);
+        if now != source && now.is_some() {
+            tracing::info!(from = ?source, to = ?now, "the network changed; restarting ICE");
+            for link in inner.links() {
+                link.restart_ice();
+            }
+        }
+        source = now;
+    }
+}
+
+/// What video may use of a path estimated at `estimate_bps`: a margin
+/// below the estimate (an encoder overshoots, and nothing paces it), less
+/// audio and packet overhead.
+fn video_budget_kbps(estimate_bps: f64) -> u32 {
+    ((estimate_bps * 0.85 - 50_000.0) / 1000.0).clamp(80.0, 2500.0) as u32
+}
+
+/// The loss the Opus FEC is sized for, from the loss a receiver reported
+/// (percent): a little even on a clean path, and somewhat more than seen.
+fn audio_fec_pct(reported: u32) -> u32 {
+    (reported + reported / 4).clamp(5, 50)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_leaves_room_below_the_estimate() {
+        assert_eq!(video_budget_kbps(1_500_000.0), 1225);
+        assert_eq!(video_budget_kbps(300_000.0), 205);
+        assert_eq!(video_budget_kbps(50_000.0), 80, "never below the floor");
+        assert_eq!(video_budget_kbps(1e9), 2500);
+    }
+
+    #[test]
+    fn the_route_is_probed_towards_the_first_ice_server() {
+        let turn = IceServer {
+            urls: vec!["turn:10.77.0.1:3478?transport=udp".into()],
+            username: None,
+            credential: None,
+        };
+        assert_eq!(
+            probe_address(&[turn]),
+            std::net::SocketAddr::from(([10, 77, 0, 1], 3478))
+        );
+        let named = IceServer {
+            urls: vec!["stun:stun.example.org".into()],
+            username: None,
+            credential: None,
+        };
+        assert_eq!(
+            probe_address(&[named]),
+            std::net::SocketAddr::from(([192, 0, 2, 1], 9))
+        );
+        assert!(route_source(std::net::SocketAddr::from(([127, 0, 0, 1], 9))).is_some());
+    }
+
+    #[test]
+    fn fec_follows_reported_loss() {
+        assert_eq!(audio_fec_pct(0), 5);
+        assert_eq!(audio_fec_pct(20), 25);
+        assert_eq!(audio_fec_pct(90), 50);
     }
 }

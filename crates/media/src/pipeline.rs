@@ -45,6 +45,9 @@ pub enum PipelineEvent {
     },
 }
 
+/// The loss the audio FEC is sized for before any receiver reported.
+const INITIAL_AUDIO_LOSS_PCT: u32 = 10;
+
 /// Shared knobs and counters of the send side.
 #[derive(Debug)]
 pub struct SendControls {
@@ -62,6 +65,8 @@ pub struct SendControls {
     pub encode_us: AtomicU64,
     /// Audio packets sent.
     pub audio_sent: AtomicU64,
+    /// Packet loss the audio encoder's FEC is sized for, percent.
+    pub audio_loss_pct: AtomicU32,
     stop: AtomicBool,
 }
 
@@ -76,6 +81,7 @@ impl SendControls {
             frames_sent: AtomicU64::new(0),
             encode_us: AtomicU64::new(0),
             audio_sent: AtomicU64::new(0),
+            audio_loss_pct: AtomicU32::new(INITIAL_AUDIO_LOSS_PCT),
             stop: AtomicBool::new(false),
         })
     }
@@ -237,7 +243,8 @@ impl AudioSender {
         sink: Arc<dyn EncodedSink>,
         events: SyncSender<PipelineEvent>,
     ) -> Result<Self, MediaError> {
-        let mut encoder = OpusEncoder::new(32_000, 10)?;
+        let mut encoder = OpusEncoder::new(32_000, INITIAL_AUDIO_LOSS_PCT as i32)?;
+        let mut loss_pct = INITIAL_AUDIO_LOSS_PCT;
         let source = Arc::new(Mutex::new(source));
         let (src, ctl) = (source.clone(), controls.clone());
         let thread = std::thread::Builder::new()
@@ -255,6 +262,10 @@ impl AudioSender {
                     };
                     if !ctl.mic_on.load(Ordering::Relaxed) {
                         continue;
+                    }
+                    let wanted = ctl.audio_loss_pct.load(Ordering::Relaxed);
+                    if wanted != loss_pct && encoder.set_expected_loss(wanted as i32).is_ok() {
+                        loss_pct = wanted;
                     }
                     match encoder.encode(&frame) {
                         Ok(packet) => {

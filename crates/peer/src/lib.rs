@@ -314,6 +314,12 @@ impl Peer {
                     json!({ "device": session.device, "resumed": session.resumed }),
                 );
                 if session.resumed {
+                    // Whatever broke signaling may have broken the media
+                    // paths too, and an ICE restart offered meanwhile may
+                    // have been lost.
+                    if let Some(m) = &self.media {
+                        m.media().reconnect_all();
+                    }
                     return;
                 }
                 for contact in self.options.contacts.clone() {

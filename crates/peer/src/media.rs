@@ -59,6 +59,33 @@ struct Seen {
     /// The same moment on the wall clock (µs since the Unix epoch), to
     /// compare with the other end's offer time.
     first_at_us: Option<u64>,
+    /// Every decoded frame: when it came out of the decoder (ms after the
+    /// first), its number and its glass-to-glass time (ms), for freezes and
+    /// recovery times. Bounded (an hour at 30 fps).
+    timeline: Vec<(u32, u32, f32)>,
+}
+
+/// Frames kept in a timeline.
+const MAX_TIMELINE: usize = 30 * 3600;
+
+/// A gap between decoded frames longer than this is a freeze.
+pub(crate) const FREEZE_MS: u32 = 200;
+
+/// Freezes in a timeline of decode times (ms): their total and the longest.
+fn freezes(at_ms: impl Iterator<Item = u32>) -> (u32, u32) {
+    let mut prev: Option<u32> = None;
+    let (mut total, mut longest) = (0, 0);
+    for t in at_ms {
+        if let Some(p) = prev {
+            let gap = t.saturating_sub(p);
+            if gap > FREEZE_MS {
+                total += gap;
+                longest = longest.max(gap);
+            }
+        }
+        prev = Some(t);
+    }
+    (total, longest)
 }
 
 /// Reads the stamp of every decoded frame.
@@ -73,13 +100,21 @@ impl VideoSink for StampSink {
         let s = seen.entry(from.clone()).or_default();
         s.frames += 1;
         s.first_at.get_or_insert_with(Instant::now);
-        s.first_at_us.get_or_insert_with(now_us);
+        let now = now_us();
+        let first = *s.first_at_us.get_or_insert(now);
         (s.width, s.height) = (frame.width, frame.height);
         if let Some(stamp) = read_stamp(&frame) {
             s.last_frame = Some(stamp.frame);
-            let age = stamp.age_us(now_us());
+            let age = stamp.age_us(now);
             s.latencies.push(age);
             s.all_latencies.push(age);
+            if s.timeline.len() < MAX_TIMELINE {
+                s.timeline.push((
+                    ((now - first) / 1000) as u32,
+                    stamp.frame,
+                    (age as f64 / 1000.0) as f32,
+                ));
+            }
         }
     }
 }
@@ -259,6 +294,9 @@ impl MediaSession {
                     "decode_ms": round2(p.decode_ms),
                     "audio_level": p.audio.as_ref().map(|a| round2(f64::from(a.level))),
                     "tone_hz": p.audio.as_ref().and_then(|a| a.tone_hz),
+                    "audio_late": p.audio.as_ref().map(|a| a.late),
+                    "audio_underruns": p.audio.as_ref().map(|a| a.underruns),
+                    "audio_buffer_ms": p.audio.as_ref().map(|a| a.buffer_ms),
                     "rtt_ms": p.rtt_ms.map(round2),
                     "loss_pct": round2(f64::from(p.loss_pct)),
                     "packets_lost": p.packets_lost,
@@ -266,6 +304,7 @@ impl MediaSession {
                     "send_kbps": p.send_kbps.round(),
                     "recv_kbps": p.recv_kbps.round(),
                     "target_kbps": p.target_kbps.round(),
+                    "path": p.path,
                 })
             })
             .collect();
@@ -298,12 +337,24 @@ impl MediaSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let tones = self.media.tone_logs();
         let members: Vec<Value> = seen
             .iter()
             .map(|(who, s)| {
                 let lat = Latencies::of(&s.all_latencies);
                 let p = peers.iter().find(|p| &p.user == who);
+                let (freeze_total_ms, freeze_max_ms) = freezes(s.timeline.iter().map(|f| f.0));
+                let tone = tones.get(who);
+                let heard = tone.map_or(0, |t| t.blocks.iter().filter(|&&h| h).count());
                 json!({
+                    "freeze_total_ms": freeze_total_ms,
+                    "freeze_max_ms": freeze_max_ms,
+                    "tone_share": tone.map(|t| round2(heard as f64 / t.blocks.len().max(1) as f64)),
+                    "tone_start_us": tone.map(|t| t.start_us),
+                    "tone_blocks": tone.map(|t| t.blocks.iter().map(|&h| if h { '1' } else { '0' }).collect::<String>()),
+                    "timeline": s.timeline.iter().map(|&(at, n, lat)| json!([at, n, (f64::from(lat) * 10.0).round() / 10.0])).collect::<Vec<_>>(),
+                    "path": p.and_then(|p| p.path.clone()),
+                    "bytes_sent": p.map(|p| p.bytes_sent),
                     "who": who,
                     "frames": s.frames,
                     "latency_ms_p50": lat.p50,
@@ -361,4 +412,16 @@ impl Latencies {
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::freezes;
+
+    #[test]
+    fn gaps_over_200_ms_are_freezes() {
+        let at = [0, 33, 66, 400, 433, 466, 1000, 1033];
+        assert_eq!(freezes(at.into_iter()), (334 + 534, 534));
+        assert_eq!(freezes([0, 200, 400].into_iter()), (0, 0), "200 ms is not");
+    }
 }

@@ -930,6 +930,12 @@ impl Actor {
     async fn client_event(&mut self, event: ClientEvent) {
         match event {
             ClientEvent::Connected { session } => {
+                if session.resumed
+                    && let Some(m) = &self.media
+                {
+                    // What broke signaling may have broken the media paths.
+                    m.media.reconnect_all();
+                }
                 self.me = Some(person(&session.profile, false));
                 self.set_connection(Connection::Online);
                 self.refresh_contacts().await;

@@ -14,6 +14,7 @@ use vpx_sys as vpx;
 
 use crate::MediaError;
 use crate::frame::VideoFrame;
+use crate::rtp::vp8::Layer;
 
 /// Encoder settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,6 +72,9 @@ pub struct EncodedFrame {
     pub data: Vec<u8>,
     /// A key frame (decodable on its own).
     pub key: bool,
+    /// Its temporal layer: every other frame is in the upper layer and
+    /// updates no reference, so a receiver that loses it loses nothing else.
+    pub layer: Layer,
 }
 
 fn check(err: vpx::vpx_codec_err_t, what: &str) -> Result<(), MediaError> {
@@ -88,6 +92,8 @@ pub struct Vp8Encoder {
     config: Vp8Config,
     pts: i64,
     force_key: bool,
+    /// Frames since the last key frame, for the layer pattern.
+    since_key: u64,
 }
 
 // The context is only touched through `&mut self`.
@@ -141,9 +147,10 @@ impl Vp8Encoder {
         cfg.rc_buf_sz = 1000;
         cfg.rc_dropframe_thresh = 0;
         cfg.kf_mode = vpx::vpx_kf_mode::VPX_KF_AUTO;
-        // A key frame every few seconds bounds how long a lost packet hurts
-        // even when no PLI gets through.
-        cfg.kf_max_dist = config.fps * 3;
+        // Receivers ask for key frames when they need one (PLI), and lost
+        // packets are retransmitted; a periodic one now and then bounds the
+        // damage when even the requests get lost.
+        cfg.kf_max_dist = config.fps * 20;
         let mut ctx =
             Box::new(unsafe { MaybeUninit::<vpx::vpx_codec_ctx_t>::zeroed().assume_init() });
         check(
@@ -164,6 +171,7 @@ impl Vp8Encoder {
             config,
             pts: 0,
             force_key: false,
+            since_key: 0,
         };
         enc.control(
             vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED as c_int,
@@ -244,8 +252,17 @@ impl Vp8Encoder {
         if wrapped.is_null() {
             return Err(MediaError::Codec("cannot wrap the frame".into()));
         }
-        let flags = if std::mem::take(&mut self.force_key) {
+        let force = std::mem::take(&mut self.force_key);
+        // Two temporal layers: base frames (even) update the reference
+        // buffers, upper ones (odd) only read them.
+        let upper = !force && self.since_key % 2 == 1;
+        let flags = if force {
             vpx::VPX_EFLAG_FORCE_KF as i64
+        } else if upper {
+            (vpx::VP8_EFLAG_NO_UPD_LAST
+                | vpx::VP8_EFLAG_NO_UPD_GF
+                | vpx::VP8_EFLAG_NO_UPD_ARF
+                | vpx::VP8_EFLAG_NO_UPD_ENTROPY) as i64
         } else {
             0
         };
@@ -286,9 +303,20 @@ impl Vp8Encoder {
                     out = Some(EncodedFrame {
                         data: bytes.to_vec(),
                         key,
+                        layer: if upper && !key {
+                            Layer::UPPER
+                        } else {
+                            Layer::BASE
+                        },
                     })
                 }
             }
+        }
+        match &out {
+            Some(f) if f.key => self.since_key = 1,
+            Some(_) => self.since_key += 1,
+            // A dropped frame keeps the pattern where it was.
+            None => {}
         }
         Ok(out)
     }
@@ -436,6 +464,28 @@ mod tests {
             decoded += 1;
         }
         assert!(decoded >= 28, "{decoded}");
+    }
+
+    #[test]
+    fn every_other_frame_is_upper_layer_and_dropping_them_costs_nothing() {
+        let mut pattern = TestPattern::new(320, 240);
+        let mut enc = Vp8Encoder::new(Vp8Config::realtime(320, 240, 30)).unwrap();
+        let mut dec = Vp8Decoder::new().unwrap();
+        let mut layers = Vec::new();
+        for n in 0..40u32 {
+            let frame = pattern.frame(n, u64::from(n) * 33_333);
+            let Some(packet) = enc.encode(&frame).unwrap() else {
+                continue;
+            };
+            layers.push(packet.layer.tid);
+            if packet.layer.tid > 0 {
+                continue; // lost on the way
+            }
+            let out = dec.decode(&packet.data, 0).unwrap().expect("decodes");
+            assert_eq!(read_stamp(&out).map(|s| s.frame), Some(n), "intact");
+        }
+        assert_eq!(&layers[..6], &[0, 1, 0, 1, 0, 1]);
+        assert_eq!(layers.iter().filter(|&&t| t == 1).count(), 20);
     }
 
     #[test]

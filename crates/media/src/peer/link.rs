@@ -19,7 +19,9 @@ use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::statistics::report::RTCStatsReportEntry;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -30,9 +32,10 @@ use webrtc::peer_connection::{
 };
 
 use crate::MediaError;
+use crate::codec::vp8::EncodedFrame;
 use crate::peer::setup::{self, OPUS_PT, VP8_PT};
 use crate::pipeline::{PipelineEvent, VideoReceiver, VideoSink};
-use crate::rtp::vp8::{Assembled, Vp8Assembler};
+use crate::rtp::vp8::{FrameBuffer, Output, Vp8Packetizer};
 use crate::sink::mixer::Mixer;
 
 /// How a connection to one member stands.
@@ -74,7 +77,7 @@ pub(crate) struct LinkContext {
 }
 
 /// What webrtc-rs's stats say of one connection.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct TransportStats {
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_received: u64,
@@ -84,6 +87,9 @@ pub(crate) struct TransportStats {
     pub(crate) jitter_ms: f64,
     /// The candidate pair's round-trip time, seconds.
     pub(crate) rtt_s: Option<f64>,
+    /// The kinds of the two ends of the candidate pair in use, ours
+    /// first: `host`, `srflx`, `prflx` or `relay`, e.g. `host/relay`.
+    pub(crate) path: Option<String>,
 }
 
 /// Counters of one link, for stats.
@@ -99,6 +105,10 @@ pub(crate) struct LinkCounters {
     pub(crate) audio_packets: AtomicU64,
     /// Key frames we asked for.
     pub(crate) plis_sent: AtomicU64,
+    /// Their upper-layer frames lost and skipped at no cost.
+    pub(crate) frames_skipped: AtomicU64,
+    /// Their frames that completed after a wait for a retransmission.
+    pub(crate) frames_repaired: AtomicU64,
     /// Key frames asked of us.
     pub(crate) plis_received: AtomicU64,
     /// RTP streams with a codec we do not speak.
@@ -109,7 +119,8 @@ pub(crate) struct LinkCounters {
 pub(crate) struct PeerLink {
     pub(crate) user: UserId,
     pub(crate) pc: Arc<dyn PeerConnection>,
-    video: Arc<TrackLocalStaticSample>,
+    video: Arc<TrackLocalStaticRTP>,
+    video_out: tokio::sync::Mutex<VideoOut>,
     audio: Arc<TrackLocalStaticSample>,
     video_ssrc: u32,
     audio_ssrc: u32,
@@ -179,14 +190,9 @@ fn rtc_err(what: &str, e: impl std::fmt::Display) -> MediaError {
     MediaError::Rtc(format!("{what}: {e}"))
 }
 
-fn new_track(
-    kind: RtpCodecKind,
-    codec: RTCRtpCodec,
-    ssrc: u32,
-    me: &UserId,
-) -> Result<Arc<TrackLocalStaticSample>, MediaError> {
+fn media_track(kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32, me: &UserId) -> MediaStreamTrack {
     let label = format!("{me}-{kind}");
-    let track = MediaStreamTrack::new(
+    MediaStreamTrack::new(
         format!("{me}-stream"),
         label.clone(),
         label,
@@ -199,11 +205,35 @@ fn new_track(
             codec,
             ..Default::default()
         }],
-    );
+    )
+}
+
+fn new_track(
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+    me: &UserId,
+) -> Result<Arc<TrackLocalStaticSample>, MediaError> {
     Ok(Arc::new(
-        TrackLocalStaticSample::new(Instant::now(), track).map_err(|e| rtc_err("track", e))?,
+        TrackLocalStaticSample::new(Instant::now(), media_track(kind, codec, ssrc, me))
+            .map_err(|e| rtc_err("track", e))?,
     ))
 }
+
+/// What our video RTP stream to one member has got to: we packetize VP8
+/// ourselves, to mark temporal layers in every packet.
+struct VideoOut {
+    packetizer: Vp8Packetizer,
+    seq: u16,
+    /// The RTP clock's origin.
+    epoch: Instant,
+    ts_offset: u32,
+}
+
+/// Room for the VP8 payload in a packet of at most 1200 bytes: RTP header,
+/// the transport-wide sequence number extension and the SRTP tag take the
+/// rest.
+const VIDEO_PAYLOAD: usize = 1200 - 12 - 8 - 10;
 
 fn random_ssrc() -> u32 {
     rand::random::<u32>() | 1
@@ -255,7 +285,12 @@ impl PeerLink {
             .map_err(|e| rtc_err("peer connection", e))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         let (video_ssrc, audio_ssrc) = (random_ssrc(), random_ssrc());
-        let video = new_track(RtpCodecKind::Video, setup::vp8_codec(), video_ssrc, &ctx.me)?;
+        let video = Arc::new(TrackLocalStaticRTP::new(media_track(
+            RtpCodecKind::Video,
+            setup::vp8_codec(),
+            video_ssrc,
+            &ctx.me,
+        )));
         let audio = new_track(
             RtpCodecKind::Audio,
             setup::opus_codec(),
@@ -273,6 +308,12 @@ impl PeerLink {
             user: user.clone(),
             pc: pc.clone(),
             video: video.clone(),
+            video_out: tokio::sync::Mutex::new(VideoOut {
+                packetizer: Vp8Packetizer::new(),
+                seq: rand::random(),
+                epoch: Instant::now(),
+                ts_offset: rand::random(),
+            }),
             audio,
             video_ssrc,
             audio_ssrc,
@@ -294,6 +335,7 @@ impl PeerLink {
             user: user.clone(),
             state: link.state.clone(),
             connected_at: link.connected_at.clone(),
+            last_restart: None,
         };
         tokio::spawn(negotiator.run(pc_rx, cmd_rx));
         tokio::spawn(sender_feedback(video, ctx.key_frame.clone(), counters));
@@ -321,20 +363,45 @@ impl PeerLink {
 
     /// Sends a compressed video frame (dropped until the link is up: the
     /// first frame after it is a key frame).
-    pub(crate) async fn write_video(&self, data: Bytes, duration: Duration) {
+    pub(crate) async fn write_video(&self, frame: &EncodedFrame) {
         if !self.connected() {
             return;
         }
-        let sample = Sample {
-            data,
-            duration,
-            ..Sample::new(Instant::now())
+        let packets = {
+            let mut out = self.video_out.lock().await;
+            let ts = out
+                .ts_offset
+                .wrapping_add((out.epoch.elapsed().as_micros() * 9 / 100) as u32);
+            let payloads = out
+                .packetizer
+                .packetize(&frame.data, frame.layer, VIDEO_PAYLOAD);
+            let n = payloads.len();
+            payloads
+                .into_iter()
+                .enumerate()
+                .map(|(i, payload)| {
+                    let seq = out.seq;
+                    out.seq = out.seq.wrapping_add(1);
+                    rtc::rtp::Packet {
+                        header: rtc::rtp::header::Header {
+                            version: 2,
+                            marker: i + 1 == n,
+                            payload_type: VP8_PT,
+                            sequence_number: seq,
+                            timestamp: ts,
+                            ssrc: self.video_ssrc,
+                            ..Default::default()
+                        },
+                        payload: Bytes::from(payload),
+                    }
+                })
+                .collect::<Vec<_>>()
         };
-        let _ = self
-            .video
-            .sample_writer(self.video_ssrc, VP8_PT)
-            .write_sample(&sample)
-            .await;
+        for p in packets {
+            if self.video.write_rtp(p).await.is_err() {
+                break;
+            }
+        }
     }
 
     /// Sends a compressed 20 ms audio packet.
@@ -378,6 +445,38 @@ impl PeerLink {
             .filter(|c| c.nominated && c.current_round_trip_time > 0.0)
             .map(|c| c.current_round_trip_time)
             .last();
+        let selected: Vec<&str> = report
+            .iter()
+            .filter_map(|e| match e {
+                RTCStatsReportEntry::Transport(t) if !t.selected_candidate_pair_id.is_empty() => {
+                    Some(t.selected_candidate_pair_id.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        // webrtc-rs names a pair's candidates by their bare ids, and the
+        // candidates' own entries with a prefix.
+        let kind = |id: &str, local: bool| {
+            report.iter().find_map(|e| match e {
+                RTCStatsReportEntry::LocalCandidate(c) if local && c.stats.id.ends_with(id) => {
+                    Some(c.candidate_type.to_string())
+                }
+                RTCStatsReportEntry::RemoteCandidate(c) if !local && c.stats.id.ends_with(id) => {
+                    Some(c.candidate_type.to_string())
+                }
+                _ => None,
+            })
+        };
+        t.path = report
+            .candidate_pairs()
+            .filter(|c| selected.contains(&c.stats.id.as_str()) || c.nominated)
+            .find_map(|c| {
+                Some(format!(
+                    "{}/{}",
+                    kind(&c.local_candidate_id, true)?,
+                    kind(&c.remote_candidate_id, false)?
+                ))
+            });
         t
     }
 
@@ -408,7 +507,13 @@ struct Negotiator {
     user: UserId,
     state: Arc<Mutex<LinkState>>,
     connected_at: Arc<Mutex<Option<Instant>>>,
+    /// When we last offered an ICE restart.
+    last_restart: Option<Instant>,
 }
+
+/// While a link stays broken, the impolite side offers a fresh ICE restart
+/// this often (an earlier offer may have been lost with the network).
+const RESTART_AGAIN: Duration = Duration::from_millis(2500);
 
 impl Negotiator {
     async fn run(
@@ -416,8 +521,20 @@ impl Negotiator {
         mut pc_events: UnboundedReceiver<PcEvent>,
         mut commands: UnboundedReceiver<Command>,
     ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let result = tokio::select! {
+                _ = tick.tick() => {
+                    let broken = *self.state.lock().unwrap_or_else(|p| p.into_inner())
+                        == LinkState::Reconnecting;
+                    let due = self.last_restart.is_none_or(|t| t.elapsed() >= RESTART_AGAIN);
+                    if broken && due && !self.polite {
+                        self.make_offer(true).await
+                    } else {
+                        Ok(())
+                    }
+                }
                 e = pc_events.recv() => match e {
                     None => break,
                     Some(e) => self.on_pc_event(e).await,
@@ -502,8 +619,24 @@ impl Negotiator {
     }
 
     async fn make_offer(&mut self, ice_restart: bool) -> Result<(), MediaError> {
+        if ice_restart
+            && self.pc.pending_local_description().await.is_some()
+            && self.pc.pending_remote_description().await.is_none()
+        {
+            // An earlier offer never got its answer (lost with the network):
+            // take it back and offer anew.
+            let rollback =
+                RTCSessionDescription::rollback(None).map_err(|e| rtc_err("rollback", e))?;
+            self.pc
+                .set_local_description(rollback)
+                .await
+                .map_err(|e| rtc_err("rollback", e))?;
+        }
         if !self.is_stable().await {
             return Ok(());
+        }
+        if ice_restart {
+            self.last_restart = Some(Instant::now());
         }
         // The first negotiation happens once, whoever starts it: a second
         // round with the roles swapped would make both ends DTLS clients.
@@ -695,13 +828,11 @@ async fn receive(
             }
         }
     }
-    let mut assembler = Vp8Assembler::new();
-    let mut last_pli: Option<Instant> = None;
-    while let Some(event) = track.poll().await {
-        let TrackRemoteEvent::OnRtpPacket(packet) = event else {
-            continue;
-        };
-        if audio {
+    if audio {
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                continue;
+            };
             counters.audio_packets.fetch_add(1, Ordering::Relaxed);
             let payload = packet.payload.to_vec();
             if let Err(e) = ctx.mixer.lock().unwrap_or_else(|p| p.into_inner()).push(
@@ -711,36 +842,66 @@ async fn receive(
             ) {
                 tracing::debug!(error = %e, "audio dropped");
             }
-            continue;
         }
-        if !video {
-            continue;
-        }
-        let h = &packet.header;
-        match assembler.push(h.sequence_number, h.timestamp, h.marker, &packet.payload) {
-            Assembled::Frame(frame) => {
-                counters.frames_received.fetch_add(1, Ordering::Relaxed);
-                let queued = receiver
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                    .is_some_and(|r| r.push(frame.data, frame.key));
-                if !queued {
-                    pli.store(true, Ordering::Relaxed);
+        return;
+    }
+    if !video {
+        while track.poll().await.is_some() {}
+        return;
+    }
+    let mut buffer = FrameBuffer::new();
+    let mut last_pli: Option<Instant> = None;
+    let mut media_ssrc = ssrc;
+    // A wait for a missing packet can run out while nothing arrives.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            event = track.poll() => match event {
+                None => break,
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    let h = &packet.header;
+                    media_ssrc = h.ssrc;
+                    buffer.push(Instant::now(), h.sequence_number, h.timestamp, h.marker, &packet.payload);
                 }
-            }
-            Assembled::NeedKeyFrame => pli.store(true, Ordering::Relaxed),
-            Assembled::Pending => {}
+                Some(_) => continue,
+            },
+            _ = tick.tick() => {}
         }
+        let rtt_us = counters.rtt_us.load(Ordering::Relaxed);
+        if rtt_us > 0 {
+            buffer.set_rtt(Duration::from_micros(rtt_us));
+        }
+        while let Some(out) = buffer.poll(Instant::now()) {
+            match out {
+                Output::Frame(frame) => {
+                    counters.frames_received.fetch_add(1, Ordering::Relaxed);
+                    let queued = receiver
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_ref()
+                        .is_some_and(|r| r.push(frame.data, frame.key));
+                    if !queued {
+                        pli.store(true, Ordering::Relaxed);
+                    }
+                }
+                Output::NeedKeyFrame => pli.store(true, Ordering::Relaxed),
+            }
+        }
+        let b = buffer.stats();
+        counters.frames_skipped.store(b.skipped, Ordering::Relaxed);
+        counters
+            .frames_repaired
+            .store(b.repaired, Ordering::Relaxed);
         // At most two key-frame requests a second: each costs the sender a
-        // big frame.
+        // big frame, and one in flight is enough.
         let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(500));
         if due && pli.swap(false, Ordering::Relaxed) {
             last_pli = Some(Instant::now());
             counters.plis_sent.fetch_add(1, Ordering::Relaxed);
             let request = PictureLossIndication {
                 sender_ssrc: 0,
-                media_ssrc: packet.header.ssrc,
+                media_ssrc,
             };
             let _ = track.write_rtcp(vec![Box::new(request)]).await;
         }
@@ -750,7 +911,7 @@ async fn receive(
 /// Reads RTCP about our video: key-frame requests reach the encoder,
 /// receiver reports give round-trip time and loss.
 async fn sender_feedback(
-    track: Arc<TrackLocalStaticSample>,
+    track: Arc<TrackLocalStaticRTP>,
     key_frame: Arc<AtomicBool>,
     counters: Arc<LinkCounters>,
 ) {

@@ -19,7 +19,8 @@ use webrtc::peer_connection::{
 };
 
 use crate::MediaError;
-use crate::peer::tap::{FeedbackTap, ReportingGcc};
+use crate::peer::tap::{FeedbackTap, PassThrough, ReportingGcc};
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 
 pub(crate) const VP8_PT: u8 = 96;
 pub(crate) const OPUS_PT: u8 = 111;
@@ -52,7 +53,7 @@ pub(crate) fn opus_codec() -> RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
         channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
     }
 }
@@ -83,13 +84,35 @@ pub(crate) fn media_engine(
         RtpCodecKind::Audio,
     )
     .map_err(|e| rtc_err("Opus codec", e))?;
-    let registry = configure_nack(Registry::new(), &mut me);
+    let registry = configure_nack(Registry::new(), &mut me)
+        // Ask again every 50 ms, four times at most, and only for the
+        // latest 128 packets: a retransmission is worth having only while
+        // the frame buffer still waits for it (a few hundred ms). After an
+        // outage the defaults would ask for seconds of stale video at once.
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_size(128)
+                .with_interval(Duration::from_millis(50))
+                .with_skip_last_n(1)
+                .with_max_nacks_per_packet(4)
+                .build(),
+        )
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new().with_size(256).build(),
+        );
     let registry = configure_rtcp_reports(registry);
     // Start where a 640×480 or 720p call wants to be: starting low starves
     // the encoder for the many seconds GCC takes to ramp up.
     let gcc = ReportingGcc::new(1_500_000.0, 100_000.0, 4_000_000.0, target_bps);
     let registry = configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut me)
-        .map_err(|e| rtc_err("congestion control", e))?;
+        .map_err(|e| rtc_err("congestion control", e))?
+        // webrtc-rs's pacer is one queue for everything at exactly the
+        // estimate: audio waits behind video, and after an outage its queue
+        // of thousands of packets adds seconds of delay. The encoder aims
+        // below the estimate instead, and key frames are kept small.
+        .with(Slot::Pacer, PassThrough::default());
     let registry = registry.with(Slot::from(14_000), FeedbackTap::default());
     Ok((me, registry))
 }
@@ -119,5 +142,17 @@ pub(crate) fn settings() -> SettingEngine {
         // Check candidate pairs every 25 ms rather than 200: the first
         // working pair is found (and the call connects) that much sooner.
         .with_ice_connection_attempts(Some(Duration::from_millis(25)), Some(60))
+        // webrtc-rs waits 2 s before it nominates a pair through a TURN
+        // server (half a second for server-reflexive ones), in case a direct
+        // pair turns up. A direct pair on a LAN checks out within a few
+        // milliseconds of the candidates, so a short wait still prefers it
+        // without making relayed calls connect seconds later.
+        .with_srflx_acceptance_min_wait(Some(Duration::from_millis(50)))
+        .with_prflx_acceptance_min_wait(Some(Duration::from_millis(100)))
+        .with_relay_acceptance_min_wait(Some(Duration::from_millis(100)))
+        // An ICE restart (after the network changed) binds fresh sockets on
+        // the interfaces there are now and makes new TURN allocations,
+        // instead of trying again from addresses that may be gone.
+        .with_discard_local_candidates_during_ice_restart(true)
         .build()
 }

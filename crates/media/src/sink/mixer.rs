@@ -79,6 +79,24 @@ struct MemberAudio {
     receiver: AudioReceiver,
     recent: VecDeque<Vec<f32>>,
     frames: u64,
+    ticks: u64,
+    tones: ToneLog,
+}
+
+/// Ticks in one block of the tone log: 100 ms.
+const BLOCK_TICKS: u64 = 5;
+/// Blocks kept: an hour.
+const MAX_BLOCKS: usize = 36_000;
+
+/// Whether a member's synthetic tone was heard, every 100 ms since their
+/// first packet: what tests and benchmarks use to tell how much of a call's
+/// sound got through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToneLog {
+    /// When the first block began, µs since the Unix epoch.
+    pub start_us: u64,
+    /// One entry per 100 ms: the tone stood out in it.
+    pub blocks: Vec<bool>,
 }
 
 /// The receive side of audio for one call.
@@ -119,6 +137,11 @@ impl Mixer {
                     receiver,
                     recent: VecDeque::new(),
                     frames: 0,
+                    ticks: 0,
+                    tones: ToneLog {
+                        start_us: crate::frame::now_us(),
+                        blocks: Vec::new(),
+                    },
                 },
             );
         }
@@ -162,6 +185,19 @@ impl Mixer {
             if m.recent.len() > WINDOW_FRAMES {
                 m.recent.pop_front();
             }
+            m.ticks += 1;
+            if m.ticks % BLOCK_TICKS == 0 && m.tones.blocks.len() < MAX_BLOCKS {
+                let block: Vec<f32> = m
+                    .recent
+                    .iter()
+                    .skip(m.recent.len().saturating_sub(BLOCK_TICKS as usize))
+                    .flatten()
+                    .copied()
+                    .collect();
+                let heard = rms(&block) > 0.01
+                    && detect_tone(&block, &self.candidates).is_some_and(|(_, share)| share > 0.6);
+                m.tones.blocks.push(heard);
+            }
         }
         if !self.speaker_on {
             mix.fill(0.0);
@@ -172,6 +208,14 @@ impl Mixer {
             *s = *s - *s * *s * *s / 6.75;
         }
         self.output.play(&mix);
+    }
+
+    /// Each member's tone, 100 ms at a time, since they were first heard.
+    pub fn tone_logs(&self) -> HashMap<UserId, ToneLog> {
+        self.members
+            .iter()
+            .map(|(who, m)| (who.clone(), m.tones.clone()))
+            .collect()
     }
 
     /// Each member's level and tone.
@@ -237,6 +281,13 @@ mod tests {
             "{:?}",
             stats[&a]
         );
+        let log = &mixer.tone_logs()[&a];
+        assert_eq!(log.blocks.len(), 60 / 5, "a block every 100 ms");
+        assert!(
+            log.blocks[2..].iter().all(|&heard| heard),
+            "{:?}",
+            log.blocks
+        );
         let played = out.last(FRAME_SAMPLES * 20);
         assert!(rms(&played) > 0.2, "both voices reach the output");
         mixer.set_speaker(false);
@@ -267,6 +318,7 @@ mod tests {
         }
         let s = &mixer.stats()[&who];
         assert_eq!(s.tone_hz, None);
+        assert!(mixer.tone_logs()[&who].blocks.iter().all(|&heard| !heard));
         assert!(s.level < 0.01);
     }
 }
