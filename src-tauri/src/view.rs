@@ -253,6 +253,8 @@ pub enum Quality {
     Fair,
     /// Heavy loss, long delay, or lost.
     Poor,
+    /// The path broke; looking for a new one.
+    Reconnecting,
 }
 
 /// One member of the current call.
@@ -273,6 +275,9 @@ pub struct Member {
     pub speaking: bool,
     /// Video frames decoded from them so far.
     pub frames: u32,
+    /// Their camera is on but no picture came for a while: the tile shows
+    /// the last one and says the connection is poor.
+    pub video_stalled: bool,
 }
 
 /// The call this device is part of.

@@ -608,6 +608,15 @@ fn checks() -> Vec<Check> {
             comes_back,
         ),
         check(
+            "TURN over TCP when UDP is cut",
+            Impairment {
+                block_udp: true,
+                ..Impairment::clean()
+            },
+            None,
+            relay_pair_works,
+        ),
+        check(
             "an address change recovers",
             Impairment::clean(),
             Some(Event::Move { at: 3.0 }),

@@ -190,6 +190,8 @@ struct Inner {
     last_bytes: Mutex<HashMap<UserId, (u64, u64, Instant)>>,
     created: Instant,
     stop: AtomicBool,
+    /// TURN over TCP, for as long as the call lasts.
+    _bridges: Vec<crate::peer::turn_tcp::TcpTurnBridge>,
 }
 
 impl Inner {
@@ -287,9 +289,11 @@ impl CallMedia {
         );
         let mixer = Arc::new(Mutex::new(Mixer::new(audio_out)));
         let key_frame = Arc::new(AtomicBool::new(false));
+        let mut bridges = Vec::new();
+        let ice_servers = crate::peer::turn_tcp::bridged(&config.ice_servers, &mut bridges);
         let ctx = LinkContext {
             me: config.me.clone(),
-            ice_servers: config.ice_servers.clone(),
+            ice_servers,
             udp_addrs: config.udp_addrs.clone(),
             events: link_tx,
             mixer: mixer.clone(),
@@ -308,6 +312,7 @@ impl CallMedia {
             last_bytes: Mutex::new(HashMap::new()),
             created: Instant::now(),
             stop: AtomicBool::new(false),
+            _bridges: bridges,
         });
         let audio =
             AudioSender::start(microphone, controls.clone(), inner.clone(), pipe_tx.clone())?;

@@ -2,6 +2,7 @@
 //! a call ended. Pure: the controller keeps the state, these read it.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use beckon_core::manager::{CurrentCall, Phase as ManagerPhase};
 use beckon_media::call::PeerStats;
@@ -59,6 +60,9 @@ pub(crate) struct Remote {
     pub(crate) quality: Quality,
     pub(crate) speaking: bool,
     pub(crate) frames: u32,
+    /// When the count of decoded frames last grew.
+    pub(crate) frames_grew_at: Option<Instant>,
+    pub(crate) video_stalled: bool,
 }
 
 impl Default for Remote {
@@ -69,9 +73,14 @@ impl Default for Remote {
             quality: Quality::Connecting,
             speaking: false,
             frames: 0,
+            frames_grew_at: None,
+            video_stalled: false,
         }
     }
 }
+
+/// A camera that sent nothing for this long shows as stalled.
+const STALLED_AFTER: Duration = Duration::from_millis(1200);
 
 /// Loudness above which a member counts as speaking.
 const SPEAKING_LEVEL: f32 = 0.02;
@@ -80,7 +89,8 @@ const SPEAKING_LEVEL: f32 = 0.02;
 pub(crate) fn quality(s: &PeerStats) -> Quality {
     match s.state {
         LinkState::Connecting => Quality::Connecting,
-        LinkState::Reconnecting | LinkState::Closed => Quality::Poor,
+        LinkState::Reconnecting => Quality::Reconnecting,
+        LinkState::Closed => Quality::Poor,
         LinkState::Connected => {
             let rtt = s.rtt_ms.unwrap_or(0.0);
             if s.loss_pct < 2.0 && rtt < 150.0 {
@@ -103,12 +113,29 @@ pub(crate) fn apply_stats(extras: &mut CallExtras, stats: &[PeerStats]) {
         .filter(|(_, level)| *level > SPEAKING_LEVEL)
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(u, _)| u.clone());
+    let now = Instant::now();
     for s in stats {
         let r = extras.remote.entry(s.user.clone()).or_default();
         r.quality = quality(s);
         r.speaking = loudest.as_ref() == Some(&s.user);
-        r.frames = u32::try_from(s.frames_decoded).unwrap_or(u32::MAX);
+        let frames = u32::try_from(s.frames_decoded).unwrap_or(u32::MAX);
+        if frames != r.frames || r.frames_grew_at.is_none() {
+            r.frames_grew_at = Some(now);
+        }
+        r.frames = frames;
+        r.video_stalled = stalled(r, s.state, now);
     }
+}
+
+/// Whether a member's video stopped coming although their camera is on:
+/// only once it has shown a picture, and not while the link reconnects
+/// (which says so itself).
+fn stalled(r: &Remote, state: LinkState, now: Instant) -> bool {
+    r.camera
+        && r.frames > 0
+        && state == LinkState::Connected
+        && r.frames_grew_at
+            .is_some_and(|at| now.duration_since(at) >= STALLED_AFTER)
 }
 
 /// The call as the UI shows it. Members who left are not shown.
@@ -145,6 +172,8 @@ pub(crate) fn view(
                 quality: remote.quality,
                 speaking: remote.speaking,
                 frames: remote.frames,
+                video_stalled: remote.video_stalled
+                    && current.info.kind == beckon_protocol::CallKind::Video,
             })
         })
         .collect();
@@ -277,6 +306,41 @@ mod tests {
         assert!(v.can_end_for_all);
         assert_eq!(v.phase, Phase::Connected);
         assert!(!view(&c, &uid("bob"), &extras, name).can_end_for_all);
+    }
+
+    #[test]
+    fn video_that_stops_coming_is_marked_stalled_and_a_broken_link_reconnecting() {
+        let t0 = Instant::now();
+        let mut r = Remote {
+            frames: 90,
+            frames_grew_at: Some(t0),
+            ..Remote::default()
+        };
+        assert!(!stalled(
+            &r,
+            LinkState::Connected,
+            t0 + Duration::from_millis(500)
+        ));
+        assert!(stalled(
+            &r,
+            LinkState::Connected,
+            t0 + Duration::from_secs(2)
+        ));
+        assert!(
+            !stalled(&r, LinkState::Reconnecting, t0 + Duration::from_secs(2)),
+            "a reconnecting link says so instead"
+        );
+        r.camera = false;
+        assert!(
+            !stalled(&r, LinkState::Connected, t0 + Duration::from_secs(2)),
+            "camera off"
+        );
+        r.camera = true;
+        r.frames = 0;
+        assert!(
+            !stalled(&r, LinkState::Connected, t0 + Duration::from_secs(2)),
+            "no picture yet"
+        );
     }
 
     #[test]

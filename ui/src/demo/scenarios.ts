@@ -18,6 +18,7 @@ const m = (person: Person, over: Partial<Member> = {}): Member => ({
   quality: 'good',
   speaking: false,
   frames: 0,
+  videoStalled: false,
   ...over,
 });
 
@@ -102,6 +103,7 @@ export function scenario(name: string): { snap: Snapshot; events: [number, UiEve
             m(bob, { speaking: true }),
             m(carol, { mic: false, quality: 'fair' }),
             m(dan, { camera: false, quality: 'poor' }),
+            m(frank, { quality: 'reconnecting' }),
             m(erin, { status: 'ringing', quality: 'connecting' }),
           ],
         }),

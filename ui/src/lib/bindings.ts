@@ -154,7 +154,7 @@ export type Phase = "incoming" | "outgoing" | "connected";
 
 export type MemberStatus = "ringing" | "joined" | "gone";
 
-export type Quality = "connecting" | "good" | "fair" | "poor";
+export type Quality = "connecting" | "good" | "fair" | "poor" | "reconnecting";
 
 export type Member = { 
 /**
@@ -184,7 +184,12 @@ speaking: boolean,
 /**
  * Video frames decoded from them so far.
  */
-frames: number, };
+frames: number, 
+/**
+ * Their camera is on but no picture came for a while: the tile shows
+ * the last one and says the connection is poor.
+ */
+videoStalled: boolean, };
 
 export type Call = { 
 /**

@@ -29,6 +29,7 @@ export const QUALITY_LABEL: Record<Quality, string> = {
   fair: 'Fair',
   poor: 'Poor',
   connecting: 'Connecting',
+  reconnecting: 'Reconnecting',
 };
 
 const OUTCOME_LABEL: Record<string, string> = {

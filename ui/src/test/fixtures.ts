@@ -15,6 +15,7 @@ export function member(id: string, over: Partial<Member> = {}): Member {
     quality: 'good',
     speaking: false,
     frames: 0,
+    videoStalled: false,
     ...over,
   };
 }

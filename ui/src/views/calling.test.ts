@@ -54,6 +54,28 @@ describe('calling page', () => {
     expect(screen.queryByTestId('video-bob')).toBeNull();
   });
 
+  it('says when video stalls and when the connection is being restored', () => {
+    render(CallingPage, {
+      call: connected({
+        members: [member('bob', { videoStalled: true }), member('carol', { quality: 'reconnecting' })],
+      }),
+      me,
+      contacts,
+    });
+    const bob = screen.getByTestId('tile-bob');
+    expect(bob).toHaveAttribute('data-stalled', 'true');
+    expect(within(bob).getByRole('status')).toHaveTextContent('Poor connection');
+    expect(within(bob).getByTestId('video-bob')).toBeInTheDocument();
+    const carol = screen.getByTestId('tile-carol');
+    expect(within(carol).getByRole('status')).toHaveTextContent('Reconnecting…');
+    expect(within(carol).getAllByText('Reconnecting').length).toBeGreaterThan(0);
+  });
+
+  it('says nothing over video that flows', () => {
+    render(CallingPage, { call: connected({ members: [member('bob')] }), me, contacts });
+    expect(within(screen.getByTestId('tile-bob')).queryByRole('status')).toBeNull();
+  });
+
   it('shows the running duration', () => {
     render(CallingPage, { call: connected(), me, contacts });
     expect(screen.getByTestId('call-duration')).toHaveTextContent('01:05');

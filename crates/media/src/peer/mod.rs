@@ -3,5 +3,6 @@
 pub(crate) mod link;
 pub(crate) mod setup;
 pub(crate) mod tap;
+pub(crate) mod turn_tcp;
 
 pub use link::LinkState;
