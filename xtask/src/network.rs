@@ -792,8 +792,9 @@ fn turn_credentials(user: &str) -> (String, String) {
 
 type Row = (Scenario, (Measured, Measured), (Measured, Measured));
 
-/// `cargo xtask bench network [--secs N] [--only TEXT]`: the matrix, each
-/// scenario a Beckon call and a Chromium call, and the report.
+/// `cargo xtask bench network [--secs N] [--only TEXT] [--beckon-only]`:
+/// the matrix (or the scenarios whose name has TEXT), each scenario a
+/// Beckon call and a Chromium call, and the report.
 pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     let hold = crate::bench::secs_arg(args, 30.0)?;
     let only = args
@@ -801,6 +802,8 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // While working on Beckon: leave Chromium out (and the docs alone).
+    let beckon_only = args.iter().any(|a| a == "--beckon-only");
     crate::deps::ensure(crate::deps::Purpose::Test)?;
     crate::chromium::ensure_installed()?;
     beckon_netsim::world::available()?;
@@ -837,16 +840,21 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
         println!("\nxtask: {} for {hold} s, beckon-peer", sc.name);
         let b = run_beckon(&net, &sc, &options)?.measured();
         println!("  a→b {:?}\n  b→a {:?}", b.0, b.1);
-        println!("xtask: {} for {hold} s, {version}", sc.name);
-        let c = run_chromium(&net, &page, &sc, &options, &dir)?.measured();
-        println!("  a→b {:?}\n  b→a {:?}", c.0, c.1);
+        let c = if beckon_only {
+            Default::default()
+        } else {
+            println!("xtask: {} for {hold} s, {version}", sc.name);
+            let c = run_chromium(&net, &page, &sc, &options, &dir)?.measured();
+            println!("  a→b {:?}\n  b→a {:?}", c.0, c.1);
+            c
+        };
         rows.push((sc, b, c));
     }
     drop(net);
     let _ = std::fs::remove_dir_all(&dir);
     let report = report(&rows, hold, &version, started.elapsed().as_secs_f64());
     println!("\n{report}");
-    if only.is_none() {
+    if only.is_none() && !beckon_only {
         crate::bench::write_section("network", &report)?;
     }
     Ok(())

@@ -511,6 +511,9 @@ struct Negotiator {
     last_restart: Option<Instant>,
 }
 
+/// How often the connection's loop is made to run while it connects.
+const PUMP_EVERY: Duration = Duration::from_millis(5);
+
 /// While a link stays broken, the impolite side offers a fresh ICE restart
 /// this often (an earlier offer may have been lost with the network).
 const RESTART_AGAIN: Duration = Duration::from_millis(2500);
@@ -523,8 +526,25 @@ impl Negotiator {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut pump = tokio::time::interval(PUMP_EVERY);
+        pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            let pumping = matches!(
+                *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+                LinkState::Connecting | LinkState::Reconnecting
+            );
             let result = tokio::select! {
+                _ = async { if pumping { pump.tick().await; } else { std::future::pending::<()>().await } } => {
+                    // webrtc-rs queues a packet for a TURN relay in one pass
+                    // of its loop and sends it in the next, which comes with
+                    // the next event: during the handshake, when nothing else
+                    // happens, a flight waited ~400 ms per hop (a relayed
+                    // call took over a second to connect). Setting the same
+                    // configuration is a no-op that makes that next pass.
+                    let config = self.pc.get_configuration().await;
+                    let _ = self.pc.set_configuration(config).await;
+                    Ok(())
+                }
                 _ = tick.tick() => {
                     let broken = *self.state.lock().unwrap_or_else(|p| p.into_inner())
                         == LinkState::Reconnecting;
@@ -837,6 +857,7 @@ async fn receive(
             let payload = packet.payload.to_vec();
             if let Err(e) = ctx.mixer.lock().unwrap_or_else(|p| p.into_inner()).push(
                 &user,
+                Instant::now(),
                 packet.header.sequence_number,
                 payload,
             ) {

@@ -1,22 +1,35 @@
 //! An adaptive jitter buffer for one remote member's Opus packets: it
-//! reorders, holds a small cushion against network jitter, and says when a
-//! packet is missing so the decoder can use FEC or conceal it.
+//! reorders, holds a cushion sized from how the packets actually arrive,
+//! and says when a packet is missing so the decoder can use FEC or conceal
+//! it.
+//!
+//! The cushion follows the network: every packet's arrival is compared with
+//! when it would have come on a steady path (its sequence number × 20 ms
+//! after the earliest), and the cushion covers the last two
+//! seconds' delays but the latest 3 %. When the cushion must grow, playout holds back one
+//! concealed frame; when too much is held, one packet is skipped: the delay
+//! stays as short as the path allows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::MediaError;
 use crate::codec::opus::OpusDecoder;
 
 /// Cushion bounds, in 20 ms packets.
 const MIN_TARGET: usize = 1;
-const MAX_TARGET: usize = 10;
+const MAX_TARGET: usize = 15;
 /// Packets held at most; beyond that the oldest go (the sender outran us).
 const MAX_HELD: usize = 50;
-/// Ticks without an underrun after which the cushion shrinks by one.
-const CALM_TICKS: u32 = 250;
-/// Consecutive empty ticks after which the stream counts as stopped (DTX
-/// or a muted sender): concealment stops and buffering starts over.
+/// Consecutive empty ticks after which the stream counts as stopped (a
+/// muted sender): concealment stops and buffering starts over.
 const STOPPED_TICKS: u32 = 10;
+/// Arrivals the delay estimate looks back on: two seconds.
+const HISTORY: usize = 100;
+/// A packet's length in time.
+const FRAME: Duration = Duration::from_millis(20);
+/// How many ticks a missing packet is waited for when the cushion is short.
+const MAX_HOLD: u32 = 2;
 
 /// What one tick of playout gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +42,9 @@ pub enum Pulled {
         /// The packet after the missing one.
         next: Option<Vec<u8>>,
     },
+    /// Nothing arrived in time for this tick: conceal, and play the next
+    /// packet a tick later (the cushion grows).
+    Wait,
     /// Nothing to play (not started, or the sender paused).
     Idle,
 }
@@ -41,11 +57,17 @@ pub struct JitterBuffer {
     next: Option<u64>,
     /// The highest unwrapped sequence number seen.
     highest: Option<u64>,
+    /// Each recent packet's arrival, less its place in the stream: how
+    /// late it came compared with the others (µs, from an arbitrary zero).
+    delays: VecDeque<i64>,
+    /// The first arrival: the zero of `delays`.
+    epoch: Option<(Instant, u64)>,
     target: usize,
-    calm: u32,
     empty: u32,
+    held: u32,
     underruns: u64,
     late: u64,
+    skipped: u64,
 }
 
 impl Default for JitterBuffer {
@@ -54,11 +76,14 @@ impl Default for JitterBuffer {
             packets: BTreeMap::new(),
             next: None,
             highest: None,
+            delays: VecDeque::new(),
+            epoch: None,
             target: 2,
-            calm: 0,
             empty: 0,
+            held: 0,
             underruns: 0,
             late: 0,
+            skipped: 0,
         }
     }
 }
@@ -94,9 +119,15 @@ impl JitterBuffer {
         self.late
     }
 
-    /// Adds an arriving packet.
-    pub fn push(&mut self, seq: u16, payload: Vec<u8>) {
+    /// Packets skipped to bring the delay back down.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Adds a packet that arrived at `now`.
+    pub fn push(&mut self, now: Instant, seq: u16, payload: Vec<u8>) {
         let s = crate::rtp::extend_seq(self.highest, seq);
+        self.record_arrival(now, s);
         if self.next.is_some_and(|n| s < n) {
             self.late += 1;
             return;
@@ -111,6 +142,35 @@ impl JitterBuffer {
         }
     }
 
+    /// Notes how late `s` came, and sizes the cushion to cover nearly all
+    /// of the recent packets.
+    fn record_arrival(&mut self, now: Instant, s: u64) {
+        let (t0, s0) = *self.epoch.get_or_insert((now, s));
+        let arrived = now.duration_since(t0).as_micros() as i64;
+        let due = (s as i64 - s0 as i64) * FRAME.as_micros() as i64;
+        self.delays.push_back(arrived - due);
+        if self.delays.len() > HISTORY {
+            self.delays.pop_front();
+        }
+        if self.delays.len() < 10 {
+            return;
+        }
+        let mut sorted: Vec<i64> = self.delays.iter().copied().collect();
+        sorted.sort_unstable();
+        let earliest = sorted[0];
+        let high = sorted[(sorted.len() - 1) * 97 / 100];
+        let spread = Duration::from_micros((high - earliest).max(0) as u64);
+        // The spread to cover, plus one packet for the tick's own phase.
+        let wanted = (spread.as_micros().div_ceil(FRAME.as_micros()) as usize + 1)
+            .clamp(MIN_TARGET, MAX_TARGET);
+        // Up at once, down gently (one packet per arrival at most).
+        if wanted > self.target {
+            self.target = wanted;
+        } else if wanted < self.target && self.target > MIN_TARGET {
+            self.target -= 1;
+        }
+    }
+
     /// One 20 ms tick of playout.
     pub fn pull(&mut self) -> Pulled {
         let Some(next) = self.next else {
@@ -119,33 +179,27 @@ impl JitterBuffer {
                 let (&first, _) = self.packets.first_key_value().expect("not empty");
                 self.next = Some(first);
                 self.empty = 0;
+                self.held = 0;
                 return self.pull();
             }
             return Pulled::Idle;
         };
-        // Running far behind (a burst arrived): skip ahead to keep delay low.
-        if self.packets.len() > self.target + 4 {
-            let skip_to = *self
-                .packets
-                .keys()
-                .nth(self.packets.len() - self.target)
-                .expect("enough");
-            self.packets.retain(|&k, _| k >= skip_to);
-            self.next = Some(skip_to);
+        let ahead = self.packets.range(next..).count();
+        // Far more held than the cushion needs (a burst came, or the path
+        // got steadier): skip one to bring the delay down.
+        if ahead > self.target + 2 && self.packets.contains_key(&(next + 1)) {
+            self.packets.remove(&next);
+            self.next = Some(next + 1);
+            self.skipped += 1;
             return self.pull();
         }
-        self.next = Some(next + 1);
         if let Some(p) = self.packets.remove(&next) {
+            self.next = Some(next + 1);
             self.empty = 0;
-            self.calm += 1;
-            if self.calm >= CALM_TICKS && self.target > MIN_TARGET {
-                self.target -= 1;
-                self.calm = 0;
-            }
+            self.held = 0;
             return Pulled::Packet(p);
         }
         self.empty += 1;
-        self.calm = 0;
         if self.packets.is_empty() {
             self.underruns += 1;
             if self.empty >= STOPPED_TICKS {
@@ -153,10 +207,16 @@ impl JitterBuffer {
                 self.next = None;
                 return Pulled::Idle;
             }
-            if self.target < MAX_TARGET && self.empty == 1 {
-                self.target += 1;
-            }
         }
+        // The next packet is not here. With less than the cushion behind
+        // it, it may just be late: hold playout back a tick (concealing)
+        // rather than give it up; otherwise it is lost.
+        if ahead < self.target && self.held < MAX_HOLD {
+            self.held += 1;
+            return Pulled::Wait;
+        }
+        self.held = 0;
+        self.next = Some(next + 1);
         Pulled::Lost {
             next: self.packets.get(&(next + 1)).cloned(),
         }
@@ -179,9 +239,9 @@ impl AudioReceiver {
         })
     }
 
-    /// Adds an arriving RTP payload.
-    pub fn push(&mut self, seq: u16, payload: Vec<u8>) {
-        self.buffer.push(seq, payload);
+    /// Adds an RTP payload that arrived at `now`.
+    pub fn push(&mut self, now: Instant, seq: u16, payload: Vec<u8>) {
+        self.buffer.push(now, seq, payload);
     }
 
     /// The buffer's counters.
@@ -195,7 +255,7 @@ impl AudioReceiver {
         let out = match self.buffer.pull() {
             Pulled::Packet(p) => self.decoder.decode(&p),
             Pulled::Lost { next: Some(n) } => self.decoder.decode_fec(&n),
-            Pulled::Lost { next: None } => self.decoder.conceal(),
+            Pulled::Lost { next: None } | Pulled::Wait => self.decoder.conceal(),
             Pulled::Idle => return None,
         };
         match out {
@@ -216,12 +276,20 @@ mod tests {
         vec![n]
     }
 
+    /// Pushes packets `seqs` arriving at `t0` + `at` ms each.
+    fn arrive(jb: &mut JitterBuffer, t0: Instant, packets: &[(u16, u64)]) {
+        for &(s, at) in packets {
+            jb.push(t0 + Duration::from_millis(at), s, p(s as u8));
+        }
+    }
+
     #[test]
     fn waits_for_a_cushion_then_plays_in_order() {
         let mut jb = JitterBuffer::new();
-        jb.push(11, p(11));
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(11, 20)]);
         assert_eq!(jb.pull(), Pulled::Idle);
-        jb.push(10, p(10));
+        arrive(&mut jb, t0, &[(10, 21)]);
         assert_eq!(jb.pull(), Pulled::Packet(p(10)));
         assert_eq!(jb.pull(), Pulled::Packet(p(11)));
     }
@@ -229,15 +297,16 @@ mod tests {
     #[test]
     fn a_gap_is_reported_with_the_packet_after_it_for_fec() {
         let mut jb = JitterBuffer::new();
-        for s in [1, 2, 4, 5] {
-            jb.push(s, p(s as u8));
-        }
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(1, 0), (2, 20)]);
         assert_eq!(jb.pull(), Pulled::Packet(p(1)));
+        arrive(&mut jb, t0, &[(4, 60), (5, 80)]);
         assert_eq!(jb.pull(), Pulled::Packet(p(2)));
         assert_eq!(jb.pull(), Pulled::Lost { next: Some(p(4)) });
+        arrive(&mut jb, t0, &[(6, 100)]);
         assert_eq!(jb.pull(), Pulled::Packet(p(4)));
         // A packet that arrives after its turn is dropped.
-        jb.push(3, p(3));
+        arrive(&mut jb, t0, &[(3, 120)]);
         assert_eq!(jb.late(), 1);
         assert_eq!(jb.pull(), Pulled::Packet(p(5)));
     }
@@ -245,9 +314,8 @@ mod tests {
     #[test]
     fn sequence_numbers_wrap() {
         let mut jb = JitterBuffer::new();
-        for s in [65534u16, 65535, 0, 1] {
-            jb.push(s, p(s as u8));
-        }
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(65534, 0), (65535, 20), (0, 40), (1, 60)]);
         let got: Vec<Pulled> = (0..4).map(|_| jb.pull()).collect();
         assert_eq!(
             got,
@@ -255,51 +323,164 @@ mod tests {
         );
     }
 
-    #[test]
-    fn underruns_grow_the_cushion_and_calm_shrinks_it() {
+    /// A stream of `n` packets sent every 20 ms, each delayed by `delay(i)`
+    /// ms, played by ticks every 20 ms: what each tick got.
+    fn run(
+        n: u16,
+        delay: impl Fn(u16) -> u64,
+        lost: impl Fn(u16) -> bool,
+    ) -> (JitterBuffer, Vec<Pulled>) {
         let mut jb = JitterBuffer::new();
-        jb.push(0, p(0));
-        jb.push(1, p(1));
-        assert_eq!(jb.target(), 2);
-        jb.pull();
-        jb.pull();
-        assert!(matches!(jb.pull(), Pulled::Lost { next: None }));
-        assert_eq!(jb.target(), 3);
-        assert_eq!(jb.underruns(), 1);
-        let mut seq = 3u16;
-        for _ in 0..600 {
-            jb.push(seq, p(0));
-            seq = seq.wrapping_add(1);
-            jb.pull();
+        let t0 = Instant::now();
+        let mut arrivals: Vec<(u64, u16)> = (0..n)
+            .filter(|&i| !lost(i))
+            .map(|i| (u64::from(i) * 20 + delay(i), i))
+            .collect();
+        arrivals.sort_unstable();
+        let mut out = Vec::new();
+        let mut a = 0;
+        for tick in 0..(u64::from(n) + 30) {
+            let now = tick * 20 + 5;
+            while a < arrivals.len() && arrivals[a].0 <= now {
+                let (at, s) = arrivals[a];
+                jb.push(t0 + Duration::from_millis(at), s, p(s as u8));
+                a += 1;
+            }
+            out.push(jb.pull());
         }
-        assert!(jb.target() < 3, "{}", jb.target());
+        (jb, out)
+    }
+
+    /// A repeatable spread of delays in [0, 80) ms.
+    fn spread(i: u16) -> u64 {
+        (u64::from(i) * 37 + u64::from(i) * u64::from(i) * 11) % 80
+    }
+
+    #[test]
+    fn jitter_that_reorders_packets_costs_nothing_once_the_cushion_grew() {
+        let (jb, out) = run(500, spread, |_| false);
+        let played = out
+            .iter()
+            .filter(|o| matches!(o, Pulled::Packet(_)))
+            .count();
+        let lost_late = out[100..]
+            .iter()
+            .filter(|o| matches!(o, Pulled::Lost { .. }))
+            .count();
+        assert!(played >= 490, "{played} of 500 played");
+        assert!(
+            lost_late <= 4,
+            "after the first two seconds, {lost_late} given up"
+        );
+        assert!(
+            (4..=6).contains(&jb.target()),
+            "{} packets of cushion",
+            jb.target()
+        );
+    }
+
+    #[test]
+    fn a_steady_path_keeps_the_delay_short() {
+        let (jb, out) = run(500, |_| 30, |_| false);
+        assert!(jb.target() <= 2, "{}", jb.target());
+        assert_eq!(
+            out.iter()
+                .filter(|o| matches!(o, Pulled::Packet(_)))
+                .count(),
+            500
+        );
+    }
+
+    #[test]
+    fn the_cushion_shrinks_again_when_the_jitter_goes() {
+        let (jb, _) = run(800, |i| if i < 300 { spread(i) } else { 0 }, |_| false);
+        assert!(jb.target() <= 2, "{}", jb.target());
+        assert!(jb.skipped() > 0, "delay brought down by skipping");
+    }
+
+    #[test]
+    fn lost_packets_are_reported_with_their_successor_for_fec() {
+        let (_, out) = run(500, |_| 10, |i| i % 3 == 1);
+        let lost = out
+            .iter()
+            .filter(|o| matches!(o, Pulled::Lost { next: Some(_) }))
+            .count();
+        assert!(lost >= 150, "{lost}");
     }
 
     #[test]
     fn a_silent_sender_stops_concealment_and_restarts_cleanly() {
         let mut jb = JitterBuffer::new();
-        jb.push(0, p(0));
-        jb.push(1, p(1));
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(0, 0), (1, 20)]);
         jb.pull();
         jb.pull();
-        let lost = (0..20)
-            .filter(|_| matches!(jb.pull(), Pulled::Lost { .. }))
+        let concealed = (0..20)
+            .filter(|_| matches!(jb.pull(), Pulled::Lost { .. } | Pulled::Wait))
             .count();
-        assert_eq!(lost as u32, STOPPED_TICKS - 1);
+        assert_eq!(concealed as u32, STOPPED_TICKS - 1);
         assert_eq!(jb.pull(), Pulled::Idle);
-        for s in 500..503 {
-            jb.push(s, p(1));
-        }
-        assert_eq!(jb.pull(), Pulled::Packet(p(1)));
+        arrive(&mut jb, t0, &[(500, 1000), (501, 1020), (502, 1040)]);
+        assert_eq!(jb.pull(), Pulled::Packet(p((500u16 % 256) as u8)));
     }
 
     #[test]
     fn a_burst_is_trimmed_to_keep_delay_low() {
         let mut jb = JitterBuffer::new();
-        for s in 0..30 {
-            jb.push(s, p(s as u8));
+        let t0 = Instant::now();
+        for s in 0..30u16 {
+            jb.push(t0 + Duration::from_millis(u64::from(s) * 20), s, p(s as u8));
         }
         jb.pull();
-        assert!(jb.len() <= jb.target() + 1, "{} held", jb.len());
+        assert!(jb.len() <= jb.target() + 2, "{} held", jb.len());
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::*;
+    use crate::codec::opus::OpusEncoder;
+    use crate::frame::FRAME_SAMPLES;
+    use crate::source::synthetic::{ToneMicrophone, detect_tone};
+
+    /// A tone sent through Opus (FEC sized for `expected` % loss) and a
+    /// path that loses each packet with `loss`, played by the receiver:
+    /// the share of 100 ms blocks in which the tone stands out.
+    fn heard(f: f32, loss: f64, expected: i32) -> f64 {
+        let mut mic = ToneMicrophone::new(f, 0.3);
+        let mut enc = OpusEncoder::new(32_000, expected).unwrap();
+        let mut rx = AudioReceiver::new().unwrap();
+        let t0 = Instant::now();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut out = Vec::new();
+        for i in 0..1500u16 {
+            let packet = enc.encode(&mic.generate()).unwrap();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if (state % 10_000) as f64 >= loss * 10_000.0 {
+                rx.push(t0 + Duration::from_millis(u64::from(i) * 20 + 5), i, packet);
+            }
+            if let Some(samples) = rx.tick() {
+                out.extend(samples);
+            }
+        }
+        let blocks: Vec<&[f32]> = out[48_000..].chunks(FRAME_SAMPLES * 5).collect();
+        let tonal = blocks
+            .iter()
+            .filter(|b| {
+                detect_tone(b, &crate::sink::mixer::tone_candidates())
+                    .is_some_and(|(g, share)| g == f && share > 0.6)
+            })
+            .count();
+        tonal as f64 / blocks.len() as f64
+    }
+
+    #[test]
+    fn fec_and_concealment_keep_most_of_a_tone_at_30_percent_loss() {
+        let clean = heard(600.0, 0.0, 5);
+        let lossy = heard(600.0, 0.30, 40);
+        assert!(clean > 0.98, "{clean}");
+        assert!(lossy > 0.7, "{lossy}");
     }
 }

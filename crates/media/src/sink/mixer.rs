@@ -127,8 +127,14 @@ impl Mixer {
         }
     }
 
-    /// Adds an arriving Opus packet from `from`.
-    pub fn push(&mut self, from: &UserId, seq: u16, payload: Vec<u8>) -> Result<(), MediaError> {
+    /// Adds an Opus packet from `from` that arrived at `now`.
+    pub fn push(
+        &mut self,
+        from: &UserId,
+        now: std::time::Instant,
+        seq: u16,
+        payload: Vec<u8>,
+    ) -> Result<(), MediaError> {
         if !self.members.contains_key(from) {
             let receiver = AudioReceiver::new()?;
             self.members.insert(
@@ -149,7 +155,7 @@ impl Mixer {
             .get_mut(from)
             .expect("just inserted")
             .receiver
-            .push(seq, payload);
+            .push(now, seq, payload);
         Ok(())
     }
 
@@ -266,10 +272,12 @@ mod tests {
             OpusEncoder::new(32_000, 0).unwrap(),
             OpusEncoder::new(32_000, 0).unwrap(),
         ];
+        let t0 = std::time::Instant::now();
         for seq in 0..60u16 {
             for ((who, mic), enc) in mics.iter_mut().zip(encs.iter_mut()) {
                 let packet = enc.encode(&mic.generate()).unwrap();
-                mixer.push(who, seq, packet).unwrap();
+                let at = t0 + std::time::Duration::from_millis(u64::from(seq) * 20);
+                mixer.push(who, at, seq, packet).unwrap();
             }
             mixer.tick();
         }
@@ -310,9 +318,15 @@ mod tests {
             samples: vec![0.0; FRAME_SAMPLES].into(),
             timestamp_us: 0,
         };
+        let t0 = std::time::Instant::now();
         for seq in 0..30 {
             mixer
-                .push(&who, seq, enc.encode(&silence).unwrap())
+                .push(
+                    &who,
+                    t0 + std::time::Duration::from_millis(u64::from(seq) * 20),
+                    seq,
+                    enc.encode(&silence).unwrap(),
+                )
                 .unwrap();
             mixer.tick();
         }
