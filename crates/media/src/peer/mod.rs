@@ -1,5 +1,6 @@
 //! WebRTC peer connections (webrtc-rs 0.21): one per remote member.
 
+pub(crate) mod governor;
 pub(crate) mod link;
 pub(crate) mod setup;
 pub(crate) mod tap;

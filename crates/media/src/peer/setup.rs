@@ -19,10 +19,16 @@ use webrtc::peer_connection::{
 };
 
 use crate::MediaError;
-use crate::peer::tap::{FeedbackTap, PassThrough, ReportingGcc};
+use crate::peer::tap::{FeedbackTap, ReportingGcc, RetransmitBudget};
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 
 pub(crate) const VP8_PT: u8 = 96;
+
+/// Where the estimate starts: enough for a good 640×480 picture, little
+/// enough that a capped link (a hotel's, a phone's) is not flooded for the
+/// seconds the estimate takes to come down. Higher would starve nothing on
+/// a fast path for long: GCC climbs from here within seconds.
+const START_BPS: f64 = 700_000.0;
 pub(crate) const OPUS_PT: u8 = 111;
 
 pub(crate) fn vp8_codec() -> RTCRtpCodec {
@@ -103,16 +109,15 @@ pub(crate) fn media_engine(
             NackResponderBuilder::new().with_size(256).build(),
         );
     let registry = configure_rtcp_reports(registry);
-    // Start where a 640×480 or 720p call wants to be: starting low starves
-    // the encoder for the many seconds GCC takes to ramp up.
-    let gcc = ReportingGcc::new(1_500_000.0, 100_000.0, 4_000_000.0, target_bps);
+    let gcc = ReportingGcc::new(START_BPS, 100_000.0, 4_000_000.0, target_bps.clone());
     let registry = configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut me)
         .map_err(|e| rtc_err("congestion control", e))?
         // webrtc-rs's pacer is one queue for everything at exactly the
         // estimate: audio waits behind video, and after an outage its queue
         // of thousands of packets adds seconds of delay. The encoder aims
-        // below the estimate instead, and key frames are kept small.
-        .with(Slot::Pacer, PassThrough::default());
+        // below the estimate instead, key frames are kept small, and
+        // retransmissions get a share of the estimate.
+        .with(Slot::Pacer, RetransmitBudget::new(target_bps.clone()));
     let registry = registry.with(Slot::from(14_000), FeedbackTap::default());
     Ok((me, registry))
 }

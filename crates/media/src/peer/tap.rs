@@ -17,6 +17,8 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::sansio::Protocol;
 
+use crate::peer::governor::Governor;
+
 /// Marks key-frame requests and receiver reports for delivery to the
 /// application; without it they stop inside the interceptor chain.
 #[derive(Default)]
@@ -75,20 +77,71 @@ impl Interceptor for FeedbackTap {
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
-/// An interceptor that does nothing: what takes the pacer's place.
-#[derive(Default)]
-pub(crate) struct PassThrough {
+/// Takes the pacer's place: it lets everything through at once, but keeps
+/// retransmissions within a share of the estimated path rate. A NACK answered
+/// without limit turns congestion into more congestion: under a cap, the
+/// packets the queue dropped came back as retransmissions on top of the new
+/// ones, and the call sent three times what the link carried.
+pub(crate) struct RetransmitBudget {
+    target_bps: Arc<AtomicU64>,
+    /// Bits of retransmission allowed now.
+    tokens: f64,
+    last: Option<Instant>,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+    dropped: u64,
 }
 
-impl std::fmt::Debug for PassThrough {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PassThrough")
+/// The share of the estimate retransmissions may take, and at least this
+/// much (a lossy path at a low rate still needs its repairs).
+const RTX_SHARE: f64 = 0.35;
+const RTX_FLOOR_BPS: f64 = 50_000.0;
+/// Loss up to this share, without a queue, does not lower the estimate.
+const RANDOM_LOSS_TOLERATED: f64 = 0.25;
+/// How much of it may be spent at once: this long's worth.
+const RTX_BURST_SECS: f64 = 0.2;
+
+impl RetransmitBudget {
+    pub(crate) fn new(target_bps: Arc<AtomicU64>) -> Self {
+        Self {
+            target_bps,
+            tokens: 0.0,
+            last: None,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Whether a retransmission of `bytes` fits the budget at `now`.
+    fn allow(&mut self, now: Instant, bytes: usize) -> bool {
+        let rate = (f64::from_bits(self.target_bps.load(Ordering::Relaxed)) * RTX_SHARE)
+            .max(RTX_FLOOR_BPS);
+        let elapsed = self
+            .last
+            .map_or(RTX_BURST_SECS, |t| now.duration_since(t).as_secs_f64());
+        self.last = Some(now);
+        self.tokens = (self.tokens + elapsed * rate).min(rate * RTX_BURST_SECS);
+        let bits = bytes as f64 * 8.0;
+        if self.tokens >= bits {
+            self.tokens -= bits;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
     }
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for PassThrough {
+impl std::fmt::Debug for RetransmitBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetransmitBudget")
+            .field("dropped", &self.dropped)
+            .finish()
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitBudget {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -105,6 +158,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PassThrough {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if msg.message.has(&Attribute::Retransmission)
+            && let IPacket::Rtp(rtp) = &msg.message.packet
+        {
+            let bytes = rtp.payload.len() + 12;
+            if !self.allow(msg.now, bytes) {
+                return Ok(());
+            }
+        }
         self.writes.push_back(msg);
         Ok(())
     }
@@ -114,23 +175,47 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PassThrough {
     }
 }
 
-impl Interceptor for PassThrough {
+impl Interceptor for RetransmitBudget {
     fn bind_local_stream(&mut self, _: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
-/// GCC, publishing its target bitrate (bit/s, as f64 bits) after each update.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmissions_stay_within_a_share_of_the_estimate() {
+        let target = Arc::new(AtomicU64::new(400_000f64.to_bits()));
+        let mut b = RetransmitBudget::new(target);
+        let t0 = Instant::now();
+        // 1200-byte retransmissions asked for as fast as 1 ms apart, for 2 s.
+        let sent = (0..2000)
+            .filter(|i| b.allow(t0 + std::time::Duration::from_millis(*i), 1200))
+            .count();
+        let bits = sent as f64 * 1200.0 * 8.0;
+        // 140 kbit/s for 2 s, plus the first burst.
+        assert!(bits <= 140_000.0 * 2.0 + 28_000.0 + 9600.0, "{bits}");
+        assert!(bits >= 140_000.0 * 1.8, "{bits}");
+    }
+}
+
+/// GCC, held to what the path showed it carries (see [`Governor`]),
+/// publishing its target bitrate (bit/s, as f64 bits) after each update.
 pub(crate) struct ReportingGcc {
     inner: Gcc,
+    governor: Governor,
+    limit: f64,
     target_bps: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ReportingGcc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReportingGcc")
-            .field("target_bps", &self.inner.target_bitrate())
+            .field("gcc_bps", &self.inner.target_bitrate())
+            .field("limit_bps", &self.limit)
             .finish()
     }
 }
@@ -146,24 +231,41 @@ impl ReportingGcc {
         target_bps.store(start_bps.to_bits(), Ordering::Relaxed);
         Self {
             inner: Gcc::new(start_bps, min_bps, max_bps),
+            governor: Governor::new(start_bps, Instant::now()),
+            limit: start_bps,
             target_bps,
         }
     }
 
     fn publish(&self) {
         self.target_bps
-            .store(self.inner.target_bitrate().to_bits(), Ordering::Relaxed);
+            .store(self.target_bitrate().to_bits(), Ordering::Relaxed);
     }
 }
 
 impl BandwidthEstimator for ReportingGcc {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
         self.inner.on_reports(now, reports);
+        for r in reports {
+            let arrival = if r.arrived { r.arrival } else { None };
+            self.governor.on_packet(r.departure, arrival, r.size);
+        }
+        self.limit = self.governor.update(now);
         self.publish();
     }
 
     fn target_bitrate(&self) -> f64 {
-        self.inner.target_bitrate()
+        // GCC cuts the rate above 10 % loss, as if every loss were
+        // congestion. Loss that comes without a queue is the path's own
+        // (radio, a bad cable), and sending less does not cure it; the
+        // governor still cuts when a queue shows. Only heavy loss is taken
+        // as a sign of congestion on its own.
+        let s = self.inner.stats();
+        let gcc = match (s.packet_loss, s.delay_based_bitrate) {
+            (Some(loss), Some(delay_based)) if loss < RANDOM_LOSS_TOLERATED => delay_based,
+            _ => self.inner.target_bitrate(),
+        };
+        gcc.min(self.limit)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

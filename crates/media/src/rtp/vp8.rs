@@ -251,6 +251,8 @@ const MAX_WAIT: Duration = Duration::from_millis(450);
 const NACK_SLACK: Duration = Duration::from_millis(110);
 /// How often a key frame is asked for again while none comes.
 const REASK: Duration = Duration::from_millis(1000);
+/// Silence after which arriving packets count as a stream resuming.
+const RESUMED_AFTER: Duration = Duration::from_millis(300);
 /// Packets held at most (beyond, the oldest go).
 const MAX_PACKETS: usize = 2000;
 
@@ -269,6 +271,8 @@ pub struct FrameBuffer {
     stalled_since: Option<Instant>,
     /// When a key frame was last asked for while broken.
     asked_at: Option<Instant>,
+    /// When the last packet came.
+    last_arrival: Option<Instant>,
     rtt: Duration,
     out: VecDeque<Output>,
     stats: BufferStats,
@@ -291,6 +295,7 @@ impl FrameBuffer {
             last_tl0: None,
             stalled_since: None,
             asked_at: None,
+            last_arrival: None,
             rtt: Duration::from_millis(50),
             out: VecDeque::new(),
             stats: BufferStats::default(),
@@ -318,6 +323,15 @@ impl FrameBuffer {
             // Garbage: as if it were lost.
             return;
         };
+        // Packets again after a silence (an outage): a key frame asked for
+        // meanwhile was probably lost with everything else; ask at once.
+        if self
+            .last_arrival
+            .is_some_and(|at| now.duration_since(at) >= RESUMED_AFTER)
+        {
+            self.asked_at = None;
+        }
+        self.last_arrival = Some(now);
         let s = crate::rtp::extend_seq(self.highest, seq);
         if self.next.is_some_and(|n| s < n) {
             self.stats.late += 1;
@@ -751,6 +765,39 @@ mod tests {
         );
         assert_eq!(frames(&drain(&mut rx, t0 + ms(233))), vec![6, 7]);
         assert_eq!(rx.stats().given_up, 1);
+    }
+
+    #[test]
+    fn packets_resuming_after_an_outage_ask_for_a_key_frame_at_once() {
+        let mut tx = Sender::new();
+        let mut rx = FrameBuffer::new();
+        let t0 = Instant::now();
+        push_all(&mut rx, t0, &tx.frame(&key_frame(1, 50), Layer::BASE));
+        let lost = tx.frame(&delta_frame(2, 250), Layer::BASE);
+        push_all(&mut rx, t0, &lost[1..]);
+        assert_eq!(frames(&drain(&mut rx, t0)), vec![1]);
+        assert_eq!(drain(&mut rx, t0 + MAX_WAIT), vec![Output::NeedKeyFrame]);
+        // The request went out into the outage. A second later, packets:
+        push_all(
+            &mut rx,
+            t0 + ms(800),
+            &tx.frame(&delta_frame(3, 50), Layer::BASE),
+        );
+        assert_eq!(
+            drain(&mut rx, t0 + ms(800)),
+            vec![Output::NeedKeyFrame],
+            "asked again without waiting out the second"
+        );
+        push_all(
+            &mut rx,
+            t0 + ms(820),
+            &tx.frame(&delta_frame(4, 50), Layer::UPPER),
+        );
+        assert_eq!(
+            drain(&mut rx, t0 + ms(820)),
+            vec![],
+            "but not for every packet"
+        );
     }
 
     #[test]
