@@ -182,26 +182,6 @@ impl Interceptor for RetransmitBudget {
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retransmissions_stay_within_a_share_of_the_estimate() {
-        let target = Arc::new(AtomicU64::new(400_000f64.to_bits()));
-        let mut b = RetransmitBudget::new(target);
-        let t0 = Instant::now();
-        // 1200-byte retransmissions asked for as fast as 1 ms apart, for 2 s.
-        let sent = (0..2000)
-            .filter(|i| b.allow(t0 + std::time::Duration::from_millis(*i), 1200))
-            .count();
-        let bits = sent as f64 * 1200.0 * 8.0;
-        // 140 kbit/s for 2 s, plus the first burst.
-        assert!(bits <= 140_000.0 * 2.0 + 28_000.0 + 9600.0, "{bits}");
-        assert!(bits >= 140_000.0 * 1.8, "{bits}");
-    }
-}
-
 /// GCC, held to what the path showed it carries (see [`Governor`]),
 /// publishing its target bitrate (bit/s, as f64 bits) after each update.
 pub(crate) struct ReportingGcc {
@@ -279,5 +259,25 @@ impl BandwidthEstimator for ReportingGcc {
 
     fn stats(&self) -> EstimatorStats {
         self.inner.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmissions_stay_within_a_share_of_the_estimate() {
+        let target = Arc::new(AtomicU64::new(400_000f64.to_bits()));
+        let mut b = RetransmitBudget::new(target);
+        let t0 = Instant::now();
+        // 1200-byte retransmissions asked for as fast as 1 ms apart, for 2 s.
+        let sent = (0..2000)
+            .filter(|i| b.allow(t0 + std::time::Duration::from_millis(*i), 1200))
+            .count();
+        let bits = sent as f64 * 1200.0 * 8.0;
+        // 140 kbit/s for 2 s, plus the first burst.
+        assert!(bits <= 140_000.0 * 2.0 + 28_000.0 + 9600.0, "{bits}");
+        assert!(bits >= 140_000.0 * 1.8, "{bits}");
     }
 }
