@@ -2,6 +2,7 @@
 //! signaling, trickle ICE, ICE restart when the path fails, our camera and
 //! microphone out, theirs in.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc::SyncSender};
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use beckon_protocol::{IceCandidate, Sdp, Signal, UserId};
 use bytes::Bytes;
-use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
@@ -22,7 +22,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::statistics::report::RTCStatsReportEntry;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -35,6 +34,7 @@ use crate::MediaError;
 use crate::codec::vp8::EncodedFrame;
 use crate::peer::setup::{self, OPUS_PT, VP8_PT};
 use crate::pipeline::{PipelineEvent, VideoReceiver, VideoSink};
+use crate::rtp::red;
 use crate::rtp::vp8::{FrameBuffer, Output, Vp8Packetizer};
 use crate::sink::mixer::Mixer;
 
@@ -97,8 +97,11 @@ pub(crate) struct TransportStats {
 pub(crate) struct LinkCounters {
     /// Round-trip time from receiver reports, microseconds.
     pub(crate) rtt_us: AtomicU64,
-    /// Fraction of our packets the remote lost, /256.
+    /// Fraction of our video packets the remote lost, /256 (after
+    /// retransmissions filled some in).
     pub(crate) fraction_lost: AtomicU32,
+    /// Fraction of our audio packets the remote lost, /256.
+    pub(crate) audio_fraction_lost: AtomicU32,
     /// Video frames assembled from RTP.
     pub(crate) frames_received: AtomicU64,
     /// Audio packets received.
@@ -121,7 +124,8 @@ pub(crate) struct PeerLink {
     pub(crate) pc: Arc<dyn PeerConnection>,
     video: Arc<TrackLocalStaticRTP>,
     video_out: tokio::sync::Mutex<VideoOut>,
-    audio: Arc<TrackLocalStaticSample>,
+    audio: Arc<TrackLocalStaticRTP>,
+    audio_out: tokio::sync::Mutex<AudioOut>,
     video_ssrc: u32,
     audio_ssrc: u32,
     commands: UnboundedSender<Command>,
@@ -208,18 +212,6 @@ fn media_track(kind: RtpCodecKind, codec: RTCRtpCodec, ssrc: u32, me: &UserId) -
     )
 }
 
-fn new_track(
-    kind: RtpCodecKind,
-    codec: RTCRtpCodec,
-    ssrc: u32,
-    me: &UserId,
-) -> Result<Arc<TrackLocalStaticSample>, MediaError> {
-    Ok(Arc::new(
-        TrackLocalStaticSample::new(Instant::now(), media_track(kind, codec, ssrc, me))
-            .map_err(|e| rtc_err("track", e))?,
-    ))
-}
-
 /// What our video RTP stream to one member has got to: we packetize VP8
 /// ourselves, to mark temporal layers in every packet.
 struct VideoOut {
@@ -228,6 +220,27 @@ struct VideoOut {
     /// The RTP clock's origin.
     epoch: Instant,
     ts_offset: u32,
+}
+
+/// Our audio RTP stream to one member: Opus, or Opus with copies of the
+/// frames before (RED) while they report loss.
+struct AudioOut {
+    seq: u16,
+    epoch: Instant,
+    ts_offset: u32,
+    /// The last frames sent, newest first, with their RTP timestamps.
+    history: VecDeque<(u32, Bytes)>,
+}
+
+/// How many earlier frames each audio packet carries, for the loss the
+/// member reports (fraction /256): none on a clean path, one from 3 %,
+/// two from 10 %.
+fn audio_redundancy(fraction_lost: u32) -> usize {
+    match fraction_lost * 100 / 256 {
+        0..3 => 0,
+        3..10 => 1,
+        _ => 2,
+    }
 }
 
 /// Room for the VP8 payload in a packet of at most 1200 bytes: RTP header,
@@ -291,12 +304,12 @@ impl PeerLink {
             video_ssrc,
             &ctx.me,
         )));
-        let audio = new_track(
+        let audio = Arc::new(TrackLocalStaticRTP::new(media_track(
             RtpCodecKind::Audio,
             setup::opus_codec(),
             audio_ssrc,
             &ctx.me,
-        )?;
+        )));
         pc.add_track(video.clone() as Arc<dyn TrackLocal>)
             .await
             .map_err(|e| rtc_err("add video", e))?;
@@ -314,7 +327,13 @@ impl PeerLink {
                 epoch: Instant::now(),
                 ts_offset: rand::random(),
             }),
-            audio,
+            audio: audio.clone(),
+            audio_out: tokio::sync::Mutex::new(AudioOut {
+                seq: rand::random(),
+                epoch: Instant::now(),
+                ts_offset: rand::random(),
+                history: VecDeque::new(),
+            }),
             video_ssrc,
             audio_ssrc,
             commands,
@@ -338,7 +357,13 @@ impl PeerLink {
             last_restart: None,
         };
         tokio::spawn(negotiator.run(pc_rx, cmd_rx));
-        tokio::spawn(sender_feedback(video, ctx.key_frame.clone(), counters));
+        tokio::spawn(sender_feedback(
+            video,
+            Some(ctx.key_frame.clone()),
+            counters.clone(),
+            audio_ssrc,
+        ));
+        tokio::spawn(sender_feedback(audio, None, counters, audio_ssrc));
         Ok(link)
     }
 
@@ -404,21 +429,53 @@ impl PeerLink {
         }
     }
 
-    /// Sends a compressed 20 ms audio packet.
+    /// Sends a compressed 20 ms audio packet (with copies of the frames
+    /// before it while the member reports loss).
     pub(crate) async fn write_audio(&self, data: Bytes) {
         if !self.connected() {
             return;
         }
-        let sample = Sample {
-            data,
-            duration: Duration::from_millis(20),
-            ..Sample::new(Instant::now())
+        let copies = audio_redundancy(self.counters.audio_fraction_lost.load(Ordering::Relaxed));
+        let packet = {
+            let mut out = self.audio_out.lock().await;
+            // The clock at 48 kHz, in whole 20 ms frames.
+            let frames = (out.epoch.elapsed().as_micros() / 20_000) as u32;
+            let ts = out.ts_offset.wrapping_add(frames.wrapping_mul(960));
+            let older: Vec<(u32, &[u8])> = out
+                .history
+                .iter()
+                .take(copies)
+                .filter_map(|(t, d)| {
+                    let back = ts.wrapping_sub(*t);
+                    (back > 0 && back <= 3 * 960).then_some((back, d.as_ref()))
+                })
+                .rev()
+                .collect();
+            let (payload_type, payload) = if older.is_empty() {
+                (OPUS_PT, data.clone())
+            } else {
+                match red::encode(OPUS_PT, &data, &older) {
+                    Some(p) => (red::RED_PT, Bytes::from(p)),
+                    None => (OPUS_PT, data.clone()),
+                }
+            };
+            out.history.push_front((ts, data));
+            out.history.truncate(2);
+            let seq = out.seq;
+            out.seq = out.seq.wrapping_add(1);
+            rtc::rtp::Packet {
+                header: rtc::rtp::header::Header {
+                    version: 2,
+                    payload_type,
+                    sequence_number: seq,
+                    timestamp: ts,
+                    ssrc: self.audio_ssrc,
+                    ..Default::default()
+                },
+                payload,
+            }
         };
-        let _ = self
-            .audio
-            .sample_writer(self.audio_ssrc, OPUS_PT)
-            .write_sample(&sample)
-            .await;
+        let _ = self.audio.write_rtp(packet).await;
     }
 
     /// Transport counters from webrtc-rs's stats.
@@ -830,7 +887,8 @@ async fn receive(
         .map(|c| c.mime_type)
         .unwrap_or_default();
     let video = mime.eq_ignore_ascii_case(MIME_TYPE_VP8);
-    let audio = mime.eq_ignore_ascii_case(MIME_TYPE_OPUS);
+    let audio = mime.eq_ignore_ascii_case(MIME_TYPE_OPUS)
+        || mime.eq_ignore_ascii_case(setup::MIME_TYPE_RED);
     if !video && !audio {
         counters.unsupported_streams.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%user, %mime, "ignoring a stream with an unexpected codec");
@@ -854,13 +912,28 @@ async fn receive(
                 continue;
             };
             counters.audio_packets.fetch_add(1, Ordering::Relaxed);
-            let payload = packet.payload.to_vec();
-            if let Err(e) = ctx.mixer.lock().unwrap_or_else(|p| p.into_inner()).push(
-                &user,
-                Instant::now(),
-                packet.header.sequence_number,
-                payload,
-            ) {
+            let seq = packet.header.sequence_number;
+            let now = Instant::now();
+            let mut mixer = ctx.mixer.lock().unwrap_or_else(|p| p.into_inner());
+            let result = if packet.header.payload_type == red::RED_PT {
+                match red::decode(&packet.payload) {
+                    Some((older, primary)) => {
+                        // Each copy stands in for the packet it was sent
+                        // in, 20 ms (960 samples) per packet back.
+                        for (back, data) in older {
+                            let behind = (back / 960) as u16;
+                            if behind > 0 {
+                                mixer.push_copy(&user, seq.wrapping_sub(behind), data);
+                            }
+                        }
+                        mixer.push(&user, now, seq, primary.to_vec())
+                    }
+                    None => Ok(tracing::debug!("unreadable RED audio")),
+                }
+            } else {
+                mixer.push(&user, now, seq, packet.payload.to_vec())
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "audio dropped");
             }
         }
@@ -914,9 +987,9 @@ async fn receive(
         counters
             .frames_repaired
             .store(b.repaired, Ordering::Relaxed);
-        // At most two key-frame requests a second: each costs the sender a
+        // At most four key-frame requests a second: each costs the sender a
         // big frame, and one in flight is enough.
-        let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(500));
+        let due = last_pli.is_none_or(|t| t.elapsed() > Duration::from_millis(250));
         if due && pli.swap(false, Ordering::Relaxed) {
             last_pli = Some(Instant::now());
             counters.plis_sent.fetch_add(1, Ordering::Relaxed);
@@ -933,8 +1006,9 @@ async fn receive(
 /// receiver reports give round-trip time and loss.
 async fn sender_feedback(
     track: Arc<TrackLocalStaticRTP>,
-    key_frame: Arc<AtomicBool>,
+    key_frame: Option<Arc<AtomicBool>>,
     counters: Arc<LinkCounters>,
+    audio_ssrc: u32,
 ) {
     while let Some(event) = track.poll().await {
         let TrackLocalEvent::OnRtcpPacket(packets) = event else {
@@ -943,13 +1017,20 @@ async fn sender_feedback(
         for p in packets {
             let any = p.as_any();
             if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
-                counters.plis_received.fetch_add(1, Ordering::Relaxed);
-                key_frame.store(true, Ordering::Relaxed);
+                if let Some(key_frame) = &key_frame {
+                    counters.plis_received.fetch_add(1, Ordering::Relaxed);
+                    key_frame.store(true, Ordering::Relaxed);
+                }
             } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
                 for r in &rr.reports {
-                    counters
-                        .fraction_lost
-                        .store(u32::from(r.fraction_lost), Ordering::Relaxed);
+                    // Audio has no retransmissions: its report says what
+                    // the path loses.
+                    let lost = if r.ssrc == audio_ssrc {
+                        &counters.audio_fraction_lost
+                    } else {
+                        &counters.fraction_lost
+                    };
+                    lost.store(u32::from(r.fraction_lost), Ordering::Relaxed);
                     if r.last_sender_report != 0 {
                         let d = ntp_mid32_now()
                             .wrapping_sub(r.last_sender_report)
@@ -994,5 +1075,17 @@ mod tests {
             None,
             "a rejected section is not a problem"
         );
+    }
+}
+
+#[cfg(test)]
+mod redundancy_tests {
+    use super::audio_redundancy;
+
+    #[test]
+    fn copies_grow_with_reported_loss() {
+        assert_eq!(audio_redundancy(0), 0);
+        assert_eq!(audio_redundancy(256 * 5 / 100), 1);
+        assert_eq!(audio_redundancy(256 * 30 / 100), 2);
     }
 }

@@ -54,6 +54,20 @@ pub(crate) fn vp8_codec() -> RTCRtpCodec {
     }
 }
 
+/// RFC 2198 redundant audio.
+pub(crate) const MIME_TYPE_RED: &str = "audio/red";
+
+/// Opus frames with copies of earlier ones (see `rtp::red`).
+fn red_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RED.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
+        rtcp_feedback: vec![],
+    }
+}
+
 pub(crate) fn opus_codec() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
@@ -90,6 +104,14 @@ pub(crate) fn media_engine(
         RtpCodecKind::Audio,
     )
     .map_err(|e| rtc_err("Opus codec", e))?;
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: red_codec(),
+            payload_type: crate::rtp::red::RED_PT,
+        },
+        RtpCodecKind::Audio,
+    )
+    .map_err(|e| rtc_err("RED codec", e))?;
     let registry = configure_nack(Registry::new(), &mut me)
         // Ask again every 50 ms, four times at most, and only for the
         // latest 128 packets: a retransmission is worth having only while

@@ -1,5 +1,6 @@
 //! RTP payload handling that sits between webrtc-rs and the codecs.
 
+pub mod red;
 pub mod vp8;
 
 /// Extends a 16-bit RTP sequence number to 64 bits: the value nearest to

@@ -249,8 +249,10 @@ const MAX_WAIT: Duration = Duration::from_millis(450);
 /// NACKs go out on a 100 ms timer: a retransmission comes up to that much
 /// after a plain round trip.
 const NACK_SLACK: Duration = Duration::from_millis(110);
-/// How often a key frame is asked for again while none comes.
-const REASK: Duration = Duration::from_millis(1000);
+/// How soon a key frame is asked for again while none comes: twice the
+/// round trip and this, and not sooner than the minimum.
+const REASK_SLACK: Duration = Duration::from_millis(150);
+const REASK_MIN: Duration = Duration::from_millis(300);
 /// Silence after which arriving packets count as a stream resuming.
 const RESUMED_AFTER: Duration = Duration::from_millis(300);
 /// Packets held at most (beyond, the oldest go).
@@ -434,9 +436,12 @@ impl FrameBuffer {
     }
 
     fn ask_for_key_frame(&mut self, now: Instant) {
+        // Again if nothing came after about a round trip and a half: the
+        // request, or the key frame, was probably lost.
+        let again = (self.rtt * 2 + REASK_SLACK).max(REASK_MIN);
         let due = self
             .asked_at
-            .is_none_or(|at| now.duration_since(at) >= REASK);
+            .is_none_or(|at| now.duration_since(at) >= again);
         if due {
             self.asked_at = Some(now);
             self.out.push_back(Output::NeedKeyFrame);
@@ -777,7 +782,7 @@ mod tests {
         push_all(&mut rx, t0, &lost[1..]);
         assert_eq!(frames(&drain(&mut rx, t0)), vec![1]);
         assert_eq!(drain(&mut rx, t0 + MAX_WAIT), vec![Output::NeedKeyFrame]);
-        // The request went out into the outage. A second later, packets:
+        // The request went out into the outage. Half a second later, packets:
         push_all(
             &mut rx,
             t0 + ms(800),

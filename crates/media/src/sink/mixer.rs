@@ -159,6 +159,14 @@ impl Mixer {
         Ok(())
     }
 
+    /// Adds a copy of an earlier Opus packet of `from` (from a redundant
+    /// packet): used only if the packet itself never came.
+    pub fn push_copy(&mut self, from: &UserId, seq: u16, payload: Vec<u8>) {
+        if let Some(m) = self.members.get_mut(from) {
+            m.receiver.push_copy(seq, payload);
+        }
+    }
+
     /// Plays into another device from now on.
     pub fn set_output(&mut self, output: Box<dyn AudioOutput>) {
         self.output = output;
