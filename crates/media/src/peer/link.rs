@@ -928,7 +928,10 @@ async fn receive(
                         }
                         mixer.push(&user, now, seq, primary.to_vec())
                     }
-                    None => Ok(tracing::debug!("unreadable RED audio")),
+                    None => {
+                        tracing::debug!("unreadable RED audio");
+                        Ok(())
+                    }
                 }
             } else {
                 mixer.push(&user, now, seq, packet.payload.to_vec())

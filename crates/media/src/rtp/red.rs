@@ -41,9 +41,13 @@ pub fn encode(pt: u8, primary: &[u8], older: &[(u32, &[u8])]) -> Option<Vec<u8>>
     Some(out)
 }
 
-/// Splits a RED payload: the older blocks (timestamp offset, data), oldest
-/// first, and the primary frame. `None` when it does not parse.
-pub fn decode(payload: &[u8]) -> Option<(Vec<(u32, Vec<u8>)>, &[u8])> {
+/// Earlier frames carried in a RED payload: (timestamp offset back from the
+/// primary, data), oldest first.
+pub type Older = Vec<(u32, Vec<u8>)>;
+
+/// Splits a RED payload: the older blocks and the primary frame. `None`
+/// when it does not parse.
+pub fn decode(payload: &[u8]) -> Option<(Older, &[u8])> {
     let mut headers = Vec::new();
     let mut at = 0;
     loop {
