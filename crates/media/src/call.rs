@@ -192,6 +192,8 @@ struct Inner {
     stop: AtomicBool,
     /// TURN over TCP, for as long as the call lasts.
     _bridges: Vec<crate::peer::turn_tcp::TcpTurnBridge>,
+    /// Held while a link is opened or replaced.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -258,7 +260,6 @@ pub struct CallMedia {
     video: Mutex<Option<VideoSender>>,
     audio: Mutex<Option<AudioSender>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    opening: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for CallMedia {
@@ -313,6 +314,7 @@ impl CallMedia {
             created: Instant::now(),
             stop: AtomicBool::new(false),
             _bridges: bridges,
+            opening: tokio::sync::Mutex::new(()),
         });
         let audio =
             AudioSender::start(microphone, controls.clone(), inner.clone(), pipe_tx.clone())?;
@@ -339,7 +341,6 @@ impl CallMedia {
             video: Mutex::new(video),
             audio: Mutex::new(Some(audio)),
             threads: Mutex::new(threads),
-            opening: tokio::sync::Mutex::new(()),
         };
         Ok((call, event_rx))
     }
@@ -352,7 +353,7 @@ impl CallMedia {
         }
         // A member's offer can race our own add_member for them: one of the
         // two opens the connection, the other finds it.
-        let _opening = self.opening.lock().await;
+        let _opening = self.inner.opening.lock().await;
         let link = match self.link(&user) {
             Some(link) => link,
             None => {
@@ -444,6 +445,17 @@ impl CallMedia {
                 camera,
             });
             return Ok(());
+        }
+        // An offer with another DTLS certificate: they started a new
+        // connection (theirs never got through); start ours anew too.
+        if let (Some(link), Signal::Offer { sdp }) = (self.link(from), &signal)
+            && let Some(theirs) = crate::peer::link::fingerprint(sdp.as_str())
+            && link
+                .remote_fingerprint()
+                .is_some_and(|known| known != theirs)
+        {
+            tracing::info!(user = %from, "a new connection offered; replacing ours");
+            replace_link(&self.inner, from.clone(), false).await?;
         }
         let link = match (self.link(from), &signal) {
             (Some(link), _) => link,
@@ -740,6 +752,19 @@ async fn link_pump(inner: std::sync::Weak<Inner>, mut rx: UnboundedReceiver<Link
                 MediaEvent::PeerState { user, state }
             }
             LinkEvent::Rejected { from, error } => MediaEvent::Rejected { from, error },
+            LinkEvent::Stuck { user } => {
+                tracing::info!(%user, "the connection never came up; starting a new one");
+                let (inner, who) = (inner.clone(), user.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = replace_link(&inner, who.clone(), true).await {
+                        tracing::warn!(user = %who, error = %e, "no new connection");
+                    }
+                });
+                MediaEvent::PeerState {
+                    user,
+                    state: LinkState::Reconnecting,
+                }
+            }
         };
         if inner.events.send(out).is_err() {
             break;
@@ -748,6 +773,34 @@ async fn link_pump(inner: std::sync::Weak<Inner>, mut rx: UnboundedReceiver<Link
             break;
         }
     }
+}
+
+/// Closes the connection to `user` and opens a new one (offering when
+/// `we_offer`): the last resort when one never came up (its DTLS handshake
+/// failed), or when they started anew.
+async fn replace_link(inner: &Arc<Inner>, user: UserId, we_offer: bool) -> Result<(), MediaError> {
+    let _opening = inner.opening.lock().await;
+    let old = inner
+        .links
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&user);
+    if let Some(old) = old {
+        old.close().await;
+    }
+    if inner.stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let link = PeerLink::open(inner.ctx.clone(), user.clone()).await?;
+    inner
+        .links
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(user, link.clone());
+    if we_offer {
+        link.offer();
+    }
+    Ok(())
 }
 
 /// Follows the congestion controllers and the receivers' reports: one

@@ -60,6 +60,9 @@ pub(crate) enum LinkEvent {
     State { user: UserId, state: LinkState },
     /// A remote sent something we cannot use.
     Rejected { from: UserId, error: MediaError },
+    /// The connection never came up (or its security handshake failed):
+    /// it should be replaced by a new one.
+    Stuck { user: UserId },
 }
 
 /// Everything a link shares with its call.
@@ -136,6 +139,15 @@ pub(crate) struct PeerLink {
     pub(crate) pli_wanted: Arc<AtomicBool>,
     pub(crate) state: Arc<Mutex<LinkState>>,
     pub(crate) connected_at: Arc<Mutex<Option<Instant>>>,
+    /// The DTLS certificate fingerprint of the remote's description.
+    remote_fingerprint: Arc<Mutex<Option<String>>>,
+}
+
+/// The DTLS certificate fingerprint a session description carries.
+pub(crate) fn fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=fingerprint:"))
+        .map(|f| f.trim().to_ascii_lowercase())
 }
 
 impl std::fmt::Debug for PeerLink {
@@ -343,6 +355,7 @@ impl PeerLink {
             pli_wanted,
             state: Arc::new(Mutex::new(LinkState::Connecting)),
             connected_at: Arc::new(Mutex::new(None)),
+            remote_fingerprint: Arc::new(Mutex::new(None)),
         });
         let negotiator = Negotiator {
             pc,
@@ -355,6 +368,9 @@ impl PeerLink {
             state: link.state.clone(),
             connected_at: link.connected_at.clone(),
             last_restart: None,
+            remote_fingerprint: link.remote_fingerprint.clone(),
+            opened: Instant::now(),
+            reported_stuck: false,
         };
         tokio::spawn(negotiator.run(pc_rx, cmd_rx));
         tokio::spawn(sender_feedback(
@@ -380,6 +396,15 @@ impl PeerLink {
     /// Hands over signaling from this member.
     pub(crate) fn signal(&self, signal: Signal) {
         let _ = self.commands.send(Command::Remote(signal));
+    }
+
+    /// The fingerprint of the remote's certificate, once they described
+    /// their side.
+    pub(crate) fn remote_fingerprint(&self) -> Option<String> {
+        self.remote_fingerprint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn connected(&self) -> bool {
@@ -566,7 +591,13 @@ struct Negotiator {
     connected_at: Arc<Mutex<Option<Instant>>>,
     /// When we last offered an ICE restart.
     last_restart: Option<Instant>,
+    remote_fingerprint: Arc<Mutex<Option<String>>>,
+    opened: Instant,
+    reported_stuck: bool,
 }
+
+/// A connection not up this long after it was opened is replaced.
+const STUCK_AFTER: Duration = Duration::from_secs(8);
 
 /// How often the connection's loop is made to run while it connects.
 const PUMP_EVERY: Duration = Duration::from_millis(5);
@@ -603,8 +634,16 @@ impl Negotiator {
                     Ok(())
                 }
                 _ = tick.tick() => {
-                    let broken = *self.state.lock().unwrap_or_else(|p| p.into_inner())
-                        == LinkState::Reconnecting;
+                    let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if state == LinkState::Connecting
+                        && !self.reported_stuck
+                        && self.opened.elapsed() >= STUCK_AFTER
+                        && self.connected_at.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+                    {
+                        self.reported_stuck = true;
+                        let _ = self.ctx.events.send(LinkEvent::Stuck { user: self.user.clone() });
+                    }
+                    let broken = state == LinkState::Reconnecting;
                     let due = self.last_restart.is_none_or(|t| t.elapsed() >= RESTART_AGAIN);
                     if broken && due && !self.polite {
                         self.make_offer(true).await
@@ -789,6 +828,7 @@ impl Negotiator {
     }
 
     async fn on_description(&mut self, is_offer: bool, sdp: String) -> Result<(), MediaError> {
+        let sdp_text = sdp.clone();
         if let Some(problem) = unsupported_media(&sdp) {
             // Not fatal: whatever we do share still flows.
             let _ = self.ctx.events.send(LinkEvent::Rejected {
@@ -825,6 +865,12 @@ impl Negotiator {
             .set_remote_description(desc)
             .await
             .map_err(|e| MediaError::Signaling(format!("unusable SDP: {e}")))?;
+        if let Some(f) = fingerprint(&sdp_text) {
+            *self
+                .remote_fingerprint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(f);
+        }
         for c in std::mem::take(&mut self.pending_candidates) {
             let _ = self.pc.add_ice_candidate(c).await;
         }
@@ -1061,6 +1107,13 @@ fn ntp_mid32_now() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::unsupported_media;
+
+    #[test]
+    fn the_certificate_fingerprint_is_read_from_a_description() {
+        let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD:EF\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
+        assert_eq!(super::fingerprint(sdp).as_deref(), Some("sha-256 ab:cd:ef"));
+        assert_eq!(super::fingerprint("v=0\r\n"), None);
+    }
 
     #[test]
     fn sections_without_our_codecs_are_named() {
