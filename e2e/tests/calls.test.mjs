@@ -212,6 +212,32 @@ describe('the desktop app', () => {
     });
   });
 
+  it('a tile whose video stops coming says the connection is poor', async () => {
+    await withApp('tara', async (b, me) => {
+      const uma = startPeer(server, unique('uma'), [
+        '--on-incoming', 'accept', '--hangup', 'stay', '--stall-video-after-ms', '2500',
+      ]);
+      try {
+        await uma.waitFor('sign-in', (l) => l.event === 'signed_in');
+        await addContact(b, uma.user);
+        await click(b, `call-video-${uma.user}`);
+        await shown(b, 'calling-page');
+        await waitFrames(b, uma.user, 30);
+        const tile = await shown(b, `tile-${uma.user}`);
+        await b.waitUntil(async () => (await tile.getAttribute('data-stalled')) === 'true', {
+          timeout: 15000,
+          timeoutMsg: 'the tile never said the video stalled',
+        });
+        const notice = await tile.$('[role="status"]');
+        assert.equal(await notice.getText(), 'Poor connection');
+        await shot(b, '15-video-stalled');
+        await click(b, 'hangup-button');
+      } finally {
+        uma.stop();
+      }
+    });
+  });
+
   it('mute and camera off are seen by the peer', async () => {
     await withApp('quinn', async (b, me) => {
       const rose = startPeer(server, unique('rose'), ['--on-incoming', 'accept', '--hangup', 'stay']);

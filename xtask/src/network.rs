@@ -990,5 +990,148 @@ fn report(rows: &[Row], hold: f64, version: &str, took: f64) -> String {
         s,
         "\nRatios: fps and tone above 1, freezes and latency below 1 mean Beckon does better."
     );
+    s.push_str(&targets(rows));
+    s
+}
+
+/// Shows one target's figure for a row and says whether it is met.
+type Show<'a> = &'a dyn Fn(&(Measured, Measured)) -> (String, bool);
+
+/// The issue's targets, each checked against this run.
+fn targets(rows: &[Row]) -> String {
+    use std::fmt::Write as _;
+    let find = |name: &str| rows.iter().find(|r| r.0.name == name);
+    let both = |m: &(Measured, Measured), f: fn(&Measured) -> f64, lower_is_worse: bool| {
+        worse(f(&m.0), f(&m.1), lower_is_worse)
+    };
+    let fps = |m: &Measured| m.fps;
+    let freeze = |m: &Measured| m.freeze_max_ms;
+    let tone = |m: &Measured| m.tone_share;
+    let p95 = |m: &Measured| m.latency_p95.unwrap_or(f64::INFINITY);
+    let recover = |m: &Measured| m.recover_ms.unwrap_or(f64::INFINITY);
+    let connect = |m: &Measured| m.connect_ms.unwrap_or(f64::INFINITY);
+    let sent = |m: &Measured| m.send_kbps.unwrap_or(f64::INFINITY);
+    let mut lines: Vec<(String, String, String, bool)> = Vec::new();
+    let mut check = |what: &str, name: &str, show: Show| {
+        if let Some((_, b, c)) = find(name) {
+            let (bv, ok) = show(b);
+            let (cv, _) = show(c);
+            lines.push((what.to_owned(), bv, cv, ok));
+        }
+    };
+    check("5 % loss: ≥ 25 fps", "5 % loss", &|m| {
+        let v = both(m, fps, true);
+        (format!("{v:.1} fps"), v >= 25.0)
+    });
+    check("5 % loss: no freeze over 300 ms", "5 % loss", &|m| {
+        let v = both(m, freeze, false);
+        (format!("{v:.0} ms"), v <= 300.0)
+    });
+    check("15 % loss: ≥ 15 fps", "15 % loss", &|m| {
+        let v = both(m, fps, true);
+        (format!("{v:.1} fps"), v >= 15.0)
+    });
+    check(
+        "30 % loss: tone in ≥ 90 % of seconds",
+        "30 % loss",
+        &|m| {
+            let v = both(m, tone, true);
+            (format!("{:.0} %", v * 100.0), v >= 0.9)
+        },
+    );
+    check(
+        "back within 1 s after a 3 s outage",
+        "3 s outage at 10 s",
+        &|m| {
+            let v = both(m, recover, false);
+            (opt(v.is_finite().then_some(v), " ms"), v <= 1000.0)
+        },
+    );
+    check(
+        "back within 1 s after an address change",
+        "address change at 10 s",
+        &|m| {
+            let v = both(m, recover, false);
+            (opt(v.is_finite().then_some(v), " ms"), v <= 1000.0)
+        },
+    );
+    check(
+        "connects through the relay in under 500 ms",
+        "clean relay",
+        &|m| {
+            let v = both(m, connect, false);
+            (opt(v.is_finite().then_some(v), " ms"), v < 500.0)
+        },
+    );
+    for name in [
+        "2 % loss",
+        "5 % loss",
+        "15 % loss",
+        "30 % loss",
+        "bursty loss (5 %, bursts of 4)",
+        "5 % loss + 100 ms ± 30 ms",
+    ] {
+        check(
+            &format!("{name}: glass-to-glass p95 under 300 ms"),
+            name,
+            &|m| {
+                let v = both(m, p95, false);
+                (opt(v.is_finite().then_some(v), " ms"), v < 300.0)
+            },
+        );
+    }
+    check(
+        "500 kbit/s cap: sends under the cap",
+        "500 kbit/s cap",
+        &|m| {
+            let v = both(m, sent, false);
+            (opt(v.is_finite().then_some(v), " kbit/s"), v < 500.0)
+        },
+    );
+    check(
+        "500 kbit/s cap: no freeze over 500 ms",
+        "500 kbit/s cap",
+        &|m| {
+            let v = both(m, freeze, false);
+            (format!("{v:.0} ms"), v <= 500.0)
+        },
+    );
+    let mut s = String::from(
+        "\n### Targets (issue: networks)\n\nEach figure is the worse of the two directions.\n\n\
+         | target | Beckon | | Chromium |\n|---|---|---|---|\n",
+    );
+    for (what, b, c, ok) in &lines {
+        let _ = writeln!(
+            s,
+            "| {what} | {b} | {} | {c} |",
+            if *ok { "met" } else { "NOT met" }
+        );
+    }
+    // At least as good as Chromium, row by row, on what a user sees.
+    let _ = writeln!(
+        s,
+        "\n| at least as good as Chromium | fps | longest freeze | glass-to-glass p95 | tone |\n|---|---|---|---|---|"
+    );
+    for (sc, b, c) in rows {
+        let mark = |ok: bool| if ok { "yes" } else { "**no**" };
+        let (bf, cf) = (both(b, fps, true), both(c, fps, true));
+        let (bz, cz) = (both(b, freeze, false), both(c, freeze, false));
+        let (bp, cp) = (both(b, p95, false), both(c, p95, false));
+        let (bt, ct) = (both(b, tone, true), both(c, tone, true));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            sc.name,
+            mark(bf >= cf * 0.97),
+            mark(bz <= cz.max(200.0)),
+            mark(bp <= cp),
+            mark(bt >= ct - 0.02),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nWithin 3 % of Chromium's fps and 2 points of its tone share counts as as good (runs vary by \
+         more than that); a longest freeze under 200 ms is no freeze."
+    );
     s
 }

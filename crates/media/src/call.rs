@@ -163,6 +163,10 @@ pub struct PeerStats {
     pub path: Option<String>,
     /// Bytes sent to them so far.
     pub bytes_sent: u64,
+    /// Share of our audio packets they lost, percent.
+    pub audio_loss_pct: f32,
+    /// Earlier audio frames each of our packets to them carries (RED).
+    pub audio_copies: usize,
 }
 
 /// Counters of what we send.
@@ -194,7 +198,12 @@ struct Inner {
     _bridges: Vec<crate::peer::turn_tcp::TcpTurnBridge>,
     /// Held while a link is opened or replaced.
     opening: tokio::sync::Mutex<()>,
+    /// Connections replaced because they never came up, per member.
+    replaced: Mutex<HashMap<UserId, u32>>,
 }
+
+/// A member's connection is replaced this many times at most.
+const MAX_REPLACEMENTS: u32 = 3;
 
 impl Inner {
     fn links(&self) -> Vec<Arc<PeerLink>> {
@@ -315,6 +324,7 @@ impl CallMedia {
             stop: AtomicBool::new(false),
             _bridges: bridges,
             opening: tokio::sync::Mutex::new(()),
+            replaced: Mutex::new(HashMap::new()),
         });
         let audio =
             AudioSender::start(microphone, controls.clone(), inner.clone(), pipe_tx.clone())?;
@@ -357,7 +367,12 @@ impl CallMedia {
         let link = match self.link(&user) {
             Some(link) => link,
             None => {
-                let link = PeerLink::open(self.inner.ctx.clone(), user.clone()).await?;
+                let link = PeerLink::open(
+                    self.inner.ctx.clone(),
+                    user.clone(),
+                    crate::peer::link::stuck_after(0),
+                )
+                .await?;
                 self.inner
                     .links
                     .write()
@@ -632,6 +647,9 @@ impl CallMedia {
                     .map(|t| t.duration_since(self.inner.created).as_millis() as u64),
                 path: t.path.clone(),
                 bytes_sent: sent,
+                audio_loss_pct: c.audio_fraction_lost.load(Ordering::Relaxed) as f32 * 100.0
+                    / 256.0,
+                audio_copies: link.audio_copies(),
             });
         }
         out
@@ -753,13 +771,23 @@ async fn link_pump(inner: std::sync::Weak<Inner>, mut rx: UnboundedReceiver<Link
             }
             LinkEvent::Rejected { from, error } => MediaEvent::Rejected { from, error },
             LinkEvent::Stuck { user } => {
-                tracing::info!(%user, "the connection never came up; starting a new one");
-                let (inner, who) = (inner.clone(), user.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = replace_link(&inner, who.clone(), true).await {
-                        tracing::warn!(user = %who, error = %e, "no new connection");
-                    }
-                });
+                let tries = {
+                    let mut r = inner.replaced.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = r.entry(user.clone()).or_insert(0);
+                    *n += 1;
+                    *n
+                };
+                if tries <= MAX_REPLACEMENTS {
+                    tracing::info!(%user, tries, "the connection never came up; starting a new one");
+                    let (inner, who) = (inner.clone(), user.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = replace_link(&inner, who.clone(), true).await {
+                            tracing::warn!(user = %who, error = %e, "no new connection");
+                        }
+                    });
+                } else {
+                    tracing::warn!(%user, "the connection never came up; giving up on new ones");
+                }
                 MediaEvent::PeerState {
                     user,
                     state: LinkState::Reconnecting,
@@ -791,7 +819,19 @@ async fn replace_link(inner: &Arc<Inner>, user: UserId, we_offer: bool) -> Resul
     if inner.stop.load(Ordering::Relaxed) {
         return Ok(());
     }
-    let link = PeerLink::open(inner.ctx.clone(), user.clone()).await?;
+    let replaced = inner
+        .replaced
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&user)
+        .copied()
+        .unwrap_or(0);
+    let link = PeerLink::open(
+        inner.ctx.clone(),
+        user.clone(),
+        crate::peer::link::stuck_after(replaced),
+    )
+    .await?;
     inner
         .links
         .write()
@@ -815,13 +855,18 @@ async fn bitrate_loop(inner: std::sync::Weak<Inner>) {
             return;
         }
         let links = inner.links();
+        // Per member: what is left for video of its path's estimate, once
+        // the audio to it (with its copies) is paid for.
         let slowest = links
             .iter()
-            .map(|l| f64::from_bits(l.target_bps.load(Ordering::Relaxed)))
-            .filter(|b| *b > 0.0)
-            .fold(f64::INFINITY, f64::min);
-        if slowest.is_finite() {
-            let video_kbps = video_budget_kbps(slowest);
+            .map(|l| {
+                let estimate = f64::from_bits(l.target_bps.load(Ordering::Relaxed));
+                (estimate, crate::peer::link::audio_bps(l.audio_copies()))
+            })
+            .filter(|(b, _)| *b > 0.0)
+            .map(|(estimate, audio)| video_budget_kbps(estimate, audio))
+            .min();
+        if let Some(video_kbps) = slowest {
             inner
                 .controls
                 .bitrate_kbps
@@ -829,7 +874,7 @@ async fn bitrate_loop(inner: std::sync::Weak<Inner>) {
         }
         let loss = links
             .iter()
-            .map(|l| l.counters.fraction_lost.load(Ordering::Relaxed) * 100 / 256)
+            .map(|l| l.counters.audio_fraction_lost.load(Ordering::Relaxed) * 100 / 256)
             .max()
             .unwrap_or(0);
         inner
@@ -895,11 +940,11 @@ async fn network_watch(inner: std::sync::Weak<Inner>) {
     }
 }
 
-/// What video may use of a path estimated at `estimate_bps`: a margin
-/// below the estimate (an encoder overshoots, and nothing paces it), less
-/// audio and packet overhead.
-fn video_budget_kbps(estimate_bps: f64) -> u32 {
-    ((estimate_bps * 0.85 - 50_000.0) / 1000.0).clamp(80.0, 2500.0) as u32
+/// What video may use of a path estimated at `estimate_bps` that carries
+/// `audio_bps` of audio: a margin below the estimate (an encoder
+/// overshoots, and nothing paces it), less the audio.
+fn video_budget_kbps(estimate_bps: f64, audio_bps: f64) -> u32 {
+    ((estimate_bps * 0.85 - audio_bps) / 1000.0).clamp(80.0, 2500.0) as u32
 }
 
 /// The loss the Opus FEC is sized for, from the loss a receiver reported
@@ -913,11 +958,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn video_leaves_room_below_the_estimate() {
-        assert_eq!(video_budget_kbps(1_500_000.0), 1225);
-        assert_eq!(video_budget_kbps(300_000.0), 205);
-        assert_eq!(video_budget_kbps(50_000.0), 80, "never below the floor");
-        assert_eq!(video_budget_kbps(1e9), 2500);
+    fn video_leaves_room_below_the_estimate_and_for_audio() {
+        assert_eq!(video_budget_kbps(1_500_000.0, 56_000.0), 1219);
+        assert_eq!(video_budget_kbps(300_000.0, 56_000.0), 199);
+        assert_eq!(
+            video_budget_kbps(600_000.0, 120_000.0),
+            390,
+            "audio with copies"
+        );
+        assert_eq!(
+            video_budget_kbps(50_000.0, 56_000.0),
+            80,
+            "never below the floor"
+        );
+        assert_eq!(video_budget_kbps(1e9, 56_000.0), 2500);
     }
 
     #[test]

@@ -143,6 +143,10 @@ pub struct Options {
     /// Join calls with the camera off.
     #[arg(long)]
     pub camera_off: bool,
+    /// Stop sending video this long into a call, with the camera still on
+    /// (a frame every 3 s after): what a receiver sees of a path that stalls.
+    #[arg(long)]
+    pub stall_video_after_ms: Option<u64>,
     /// Print media statistics every this many seconds in a call (0: never).
     #[arg(long, default_value_t = 1.0)]
     pub stats_every_secs: f64,
@@ -617,6 +621,7 @@ impl Peer {
             height: self.options.video_size.1,
             fps: self.options.fps,
             udp_addrs: self.options.udp_addrs.clone(),
+            stall_video_after: self.options.stall_video_after_ms.map(Duration::from_millis),
         };
         let (session, events, failures) = match media::MediaSession::start(
             &options,

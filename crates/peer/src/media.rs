@@ -42,6 +42,27 @@ pub(crate) struct MediaOptions {
     pub(crate) fps: u32,
     /// Local addresses for ICE (`0.0.0.0:0`: every interface).
     pub(crate) udp_addrs: Vec<String>,
+    /// Stop sending video this long after the call's media started.
+    pub(crate) stall_video_after: Option<std::time::Duration>,
+}
+
+/// A camera that stops delivering at `at` (then a frame every 3 s).
+struct Stalling {
+    inner: Box<dyn VideoSource>,
+    at: Instant,
+}
+
+impl VideoSource for Stalling {
+    fn next_frame(&mut self) -> Result<VideoFrame, MediaError> {
+        if Instant::now() >= self.at {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
+        self.inner.next_frame()
+    }
+
+    fn info(&self) -> beckon_media::source::SourceInfo {
+        self.inner.info()
+    }
 }
 
 /// What the peer saw of one member's camera.
@@ -205,6 +226,13 @@ impl MediaSession {
             }),
             CallKind::Voice => None,
         };
+        let camera = match (camera, options.stall_video_after) {
+            (Some(inner), Some(after)) => Some(Box::new(Stalling {
+                inner,
+                at: Instant::now() + after,
+            }) as Box<dyn VideoSource>),
+            (camera, _) => camera,
+        };
         let mic = open_mic(options, &me).unwrap_or_else(|e| {
             failures.push(e);
             Box::new(Silence::default())
@@ -305,6 +333,8 @@ impl MediaSession {
                     "recv_kbps": p.recv_kbps.round(),
                     "target_kbps": p.target_kbps.round(),
                     "path": p.path,
+                    "audio_loss_pct": round2(f64::from(p.audio_loss_pct)),
+                    "audio_copies": p.audio_copies,
                 })
             })
             .collect();

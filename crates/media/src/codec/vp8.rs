@@ -147,10 +147,11 @@ impl Vp8Encoder {
         cfg.rc_buf_sz = 1000;
         cfg.rc_dropframe_thresh = 0;
         cfg.kf_mode = vpx::vpx_kf_mode::VPX_KF_AUTO;
-        // Receivers ask for key frames when they need one (PLI), and lost
-        // packets are retransmitted; a periodic one now and then bounds the
-        // damage when even the requests get lost.
-        cfg.kf_max_dist = config.fps * 20;
+        // Receivers ask for key frames when they need one (PLI) and lost
+        // packets are retransmitted: no periodic ones (each is several
+        // frames' worth at once, which on a capped link overflows its queue).
+        // One every ten minutes bounds the damage if even requests get lost.
+        cfg.kf_max_dist = config.fps * 600;
         let mut ctx =
             Box::new(unsafe { MaybeUninit::<vpx::vpx_codec_ctx_t>::zeroed().assume_init() });
         check(

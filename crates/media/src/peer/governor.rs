@@ -13,8 +13,9 @@
 //! - while the queue is longer than [`QUEUE_LIMIT`], the limit drops to 85 %
 //!   of the delivered rate (every 150 ms while it lasts), and does not climb
 //!   for a moment after;
-//! - otherwise it climbs by [`CLIMB_PER_SEC`] a second, and never beyond
-//!   half again what was delivered (no more than that is known to fit).
+//! - otherwise it climbs by [`CLIMB_PER_SEC`] a second (four times that in
+//!   the first seconds of a call), and never beyond half again what was
+//!   delivered (no more than that is known to fit).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -26,8 +27,11 @@ pub(crate) const QUEUE_LIMIT: Duration = Duration::from_millis(50);
 const HOLD: Duration = Duration::from_millis(600);
 /// Cuts at most this often, so each is measured before the next.
 const DECREASE_EVERY: Duration = Duration::from_millis(150);
-/// Relative climb per second when nothing is queuing.
+/// Relative climb per second when nothing is queuing, and in the first
+/// seconds of a call (finding the path's rate fast, as a browser probes).
 pub(crate) const CLIMB_PER_SEC: f64 = 0.15;
+const START_CLIMB_PER_SEC: f64 = 0.6;
+const START_UP: Duration = Duration::from_secs(6);
 /// The delivered rate is measured over this window.
 const RATE_WINDOW: Duration = Duration::from_millis(600);
 /// How recent the packets are whose fastest trip shows the queue.
@@ -67,6 +71,12 @@ impl Governor {
             queue: Duration::ZERO,
             epoch: now,
         }
+    }
+
+    /// Whether the path is congested now: a queue shows, or it showed a
+    /// moment ago.
+    pub(crate) fn congested(&self, now: Instant) -> bool {
+        self.queue > QUEUE_LIMIT || self.held_until.is_some_and(|t| now < t)
     }
 
     /// One packet's fate: when it left, whether and when (on the
@@ -139,7 +149,12 @@ impl Governor {
             }
             self.held_until = Some(now + HOLD);
         } else if self.held_until.is_none_or(|t| now >= t) {
-            self.limit *= 1.0 + CLIMB_PER_SEC * dt;
+            let climb = if now.saturating_duration_since(self.epoch) < START_UP {
+                START_CLIMB_PER_SEC
+            } else {
+                CLIMB_PER_SEC
+            };
+            self.limit *= 1.0 + climb * dt;
             if delivered_bps > 0.0 {
                 self.limit = self.limit.min(delivered_bps * 1.5 + 50_000.0);
             }
@@ -190,6 +205,7 @@ mod tests {
     #[test]
     fn sending_past_a_cap_brings_the_limit_under_it_quickly() {
         let limits = through_a_bottleneck(|_| 700_000.0, 250_000.0, 3.0);
+        // (and it knows the path is congested: see `congested`)
         // Feedback comes every 100 ms: under the cap within 0.8 s, and
         // staying there.
         assert!(limits[7..].iter().all(|&l| l < 250_000.0), "{limits:?}");

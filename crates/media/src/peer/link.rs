@@ -134,6 +134,8 @@ pub(crate) struct PeerLink {
     commands: UnboundedSender<Command>,
     pub(crate) counters: Arc<LinkCounters>,
     pub(crate) target_bps: Arc<AtomicU64>,
+    /// A queue builds on the path to them.
+    congested: Arc<AtomicBool>,
     pub(crate) receiver: Arc<Mutex<Option<VideoReceiver>>>,
     /// A key frame is wanted from this member's camera.
     pub(crate) pli_wanted: Arc<AtomicBool>,
@@ -245,14 +247,24 @@ struct AudioOut {
 }
 
 /// How many earlier frames each audio packet carries, for the loss the
-/// member reports (fraction /256): none on a clean path, one from 3 %,
-/// two from 10 %.
-fn audio_redundancy(fraction_lost: u32) -> usize {
+/// member reports (fraction /256): none on a clean path, one from 3 %, two
+/// from 10 %; none while the path is congested, since that loss is its
+/// queue overflowing, which copies would only fill faster.
+pub(crate) fn audio_redundancy(fraction_lost: u32, congested: bool) -> usize {
+    if congested {
+        return 0;
+    }
     match fraction_lost * 100 / 256 {
         0..3 => 0,
         3..10 => 1,
         _ => 2,
     }
+}
+
+/// What our audio costs on the wire, bit/s: Opus at 32 kbit/s, its copies,
+/// and some 24 kbit/s of packet headers.
+pub(crate) fn audio_bps(copies: usize) -> f64 {
+    32_000.0 * (1 + copies) as f64 + 24_000.0
 }
 
 /// Room for the VP8 payload in a packet of at most 1200 bytes: RTP header,
@@ -267,10 +279,17 @@ fn random_ssrc() -> u32 {
 impl PeerLink {
     /// Builds the connection to `user`; the polite side (by user id) yields
     /// when both offer at once.
-    pub(crate) async fn open(ctx: LinkContext, user: UserId) -> Result<Arc<Self>, MediaError> {
+    /// `stuck_after`: how long it may take to come up before the call is
+    /// asked to replace it.
+    pub(crate) async fn open(
+        ctx: LinkContext,
+        user: UserId,
+        stuck_after: Duration,
+    ) -> Result<Arc<Self>, MediaError> {
         let polite = ctx.me > user;
         let target_bps = Arc::new(AtomicU64::new(0));
-        let (engine, registry) = setup::media_engine(target_bps.clone())?;
+        let congested = Arc::new(AtomicBool::new(false));
+        let (engine, registry) = setup::media_engine(target_bps.clone(), congested.clone())?;
         let counters = Arc::new(LinkCounters::default());
         let receiver: Arc<Mutex<Option<VideoReceiver>>> = Arc::new(Mutex::new(None));
         let pli_wanted = Arc::new(AtomicBool::new(false));
@@ -351,6 +370,7 @@ impl PeerLink {
             commands,
             counters: counters.clone(),
             target_bps,
+            congested,
             receiver,
             pli_wanted,
             state: Arc::new(Mutex::new(LinkState::Connecting)),
@@ -370,7 +390,9 @@ impl PeerLink {
             last_restart: None,
             remote_fingerprint: link.remote_fingerprint.clone(),
             opened: Instant::now(),
+            stuck_after,
             reported_stuck: false,
+            state_since: Instant::now(),
         };
         tokio::spawn(negotiator.run(pc_rx, cmd_rx));
         tokio::spawn(sender_feedback(
@@ -396,6 +418,14 @@ impl PeerLink {
     /// Hands over signaling from this member.
     pub(crate) fn signal(&self, signal: Signal) {
         let _ = self.commands.send(Command::Remote(signal));
+    }
+
+    /// Earlier frames each audio packet to this member carries now.
+    pub(crate) fn audio_copies(&self) -> usize {
+        audio_redundancy(
+            self.counters.audio_fraction_lost.load(Ordering::Relaxed),
+            self.congested.load(Ordering::Relaxed),
+        )
     }
 
     /// The fingerprint of the remote's certificate, once they described
@@ -460,7 +490,7 @@ impl PeerLink {
         if !self.connected() {
             return;
         }
-        let copies = audio_redundancy(self.counters.audio_fraction_lost.load(Ordering::Relaxed));
+        let copies = self.audio_copies();
         let packet = {
             let mut out = self.audio_out.lock().await;
             // The clock at 48 kHz, in whole 20 ms frames.
@@ -593,17 +623,28 @@ struct Negotiator {
     last_restart: Option<Instant>,
     remote_fingerprint: Arc<Mutex<Option<String>>>,
     opened: Instant,
+    stuck_after: Duration,
     reported_stuck: bool,
+    /// Since when the link has been in its present state.
+    state_since: Instant,
 }
 
-/// A connection not up this long after it was opened is replaced.
-const STUCK_AFTER: Duration = Duration::from_secs(8);
+/// A first connection not up this long after it was opened is replaced; a
+/// replacement gets longer (a handshake through heavy loss takes seconds:
+/// webrtc-rs repeats a lost DTLS flight after a second).
+pub(crate) fn stuck_after(replacements: u32) -> Duration {
+    Duration::from_secs(6 + 6 * u64::from(replacements.min(3)))
+}
 
-/// How often the connection's loop is made to run while it connects.
+/// How often the connection's loop is made to run while it connects, and
+/// for how long at most.
 const PUMP_EVERY: Duration = Duration::from_millis(5);
+const PUMP_FOR: Duration = Duration::from_secs(10);
 
-/// While a link stays broken, the impolite side offers a fresh ICE restart
-/// this often (an earlier offer may have been lost with the network).
+/// A link disconnected this long gets an ICE restart from its impolite side,
+/// and a fresh one this often while it stays broken (an earlier offer may
+/// have been lost with the network).
+const RESTART_AFTER: Duration = Duration::from_millis(1500);
 const RESTART_AGAIN: Duration = Duration::from_millis(2500);
 
 impl Negotiator {
@@ -620,7 +661,7 @@ impl Negotiator {
             let pumping = matches!(
                 *self.state.lock().unwrap_or_else(|p| p.into_inner()),
                 LinkState::Connecting | LinkState::Reconnecting
-            );
+            ) && self.state_since.elapsed() < PUMP_FOR;
             let result = tokio::select! {
                 _ = async { if pumping { pump.tick().await; } else { std::future::pending::<()>().await } } => {
                     // webrtc-rs queues a packet for a TURN relay in one pass
@@ -636,14 +677,13 @@ impl Negotiator {
                 _ = tick.tick() => {
                     let state = *self.state.lock().unwrap_or_else(|p| p.into_inner());
                     if state == LinkState::Connecting
-                        && !self.reported_stuck
-                        && self.opened.elapsed() >= STUCK_AFTER
+                        && self.opened.elapsed() >= self.stuck_after
                         && self.connected_at.lock().unwrap_or_else(|p| p.into_inner()).is_none()
                     {
-                        self.reported_stuck = true;
-                        let _ = self.ctx.events.send(LinkEvent::Stuck { user: self.user.clone() });
+                        self.report_stuck();
                     }
-                    let broken = state == LinkState::Reconnecting;
+                    let broken = state == LinkState::Reconnecting
+                        && self.state_since.elapsed() >= RESTART_AFTER;
                     let due = self.last_restart.is_none_or(|t| t.elapsed() >= RESTART_AGAIN);
                     if broken && due && !self.polite {
                         self.make_offer(true).await
@@ -671,10 +711,21 @@ impl Negotiator {
         }
     }
 
-    fn set_state(&self, state: LinkState) {
+    /// Asks the call for a new connection in place of this one (once).
+    fn report_stuck(&mut self) {
+        if !self.reported_stuck {
+            self.reported_stuck = true;
+            let _ = self.ctx.events.send(LinkEvent::Stuck {
+                user: self.user.clone(),
+            });
+        }
+    }
+
+    fn set_state(&mut self, state: LinkState) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if *s != state && *s != LinkState::Closed {
             *s = state;
+            self.state_since = Instant::now();
             let _ = self.ctx.events.send(LinkEvent::State {
                 user: self.user.clone(),
                 state,
@@ -706,9 +757,24 @@ impl Negotiator {
                 self.set_state(LinkState::Connected);
             }
             PcEvent::Conn(RTCPeerConnectionState::Closed) => self.set_state(LinkState::Closed),
-            PcEvent::Conn(
-                RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed,
-            )
+            // Failed before it ever connected: the DTLS handshake gave up,
+            // and no ICE restart brings it back. A new connection does.
+            PcEvent::Conn(RTCPeerConnectionState::Failed)
+                if self
+                    .connected_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_none() =>
+            {
+                self.report_stuck();
+            }
+            // Disconnected may pass by itself (a burst of loss, a short
+            // outage): say so, and restart ICE only if it lasts (see
+            // `RESTART_AFTER`).
+            PcEvent::Conn(RTCPeerConnectionState::Disconnected) => {
+                self.set_state(LinkState::Reconnecting);
+            }
+            PcEvent::Conn(RTCPeerConnectionState::Failed)
             | PcEvent::Ice(RTCIceConnectionState::Failed) => {
                 self.set_state(LinkState::Reconnecting);
                 // One side restarts ICE; both doing it at once would only
@@ -1139,9 +1205,14 @@ mod redundancy_tests {
     use super::audio_redundancy;
 
     #[test]
-    fn copies_grow_with_reported_loss() {
-        assert_eq!(audio_redundancy(0), 0);
-        assert_eq!(audio_redundancy(256 * 5 / 100), 1);
-        assert_eq!(audio_redundancy(256 * 30 / 100), 2);
+    fn copies_grow_with_reported_loss_unless_the_path_is_congested() {
+        assert_eq!(audio_redundancy(0, false), 0);
+        assert_eq!(audio_redundancy(256 * 5 / 100, false), 1);
+        assert_eq!(audio_redundancy(256 * 30 / 100, false), 2);
+        assert_eq!(
+            audio_redundancy(256 * 30 / 100, true),
+            0,
+            "a full queue, not noise"
+        );
     }
 }

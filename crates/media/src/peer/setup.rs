@@ -24,11 +24,10 @@ use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 
 pub(crate) const VP8_PT: u8 = 96;
 
-/// Where the estimate starts: enough for a good 640×480 picture, little
-/// enough that a capped link (a hotel's, a phone's) is not flooded for the
-/// seconds the estimate takes to come down. Higher would starve nothing on
-/// a fast path for long: GCC climbs from here within seconds.
-const START_BPS: f64 = 700_000.0;
+/// Where the estimate starts: what a browser starts at, so that a capped
+/// link (a hotel's, a phone's) is not flooded while the estimate comes
+/// down; it climbs fast from here while no queue shows.
+const START_BPS: f64 = 300_000.0;
 pub(crate) const OPUS_PT: u8 = 111;
 
 pub(crate) fn vp8_codec() -> RTCRtpCodec {
@@ -83,9 +82,10 @@ fn rtc_err(what: &str, e: impl std::fmt::Display) -> MediaError {
 }
 
 /// Codecs and interceptors for one connection; `target_bps` receives the
-/// congestion controller's estimate.
+/// congestion controller's estimate, `congested` whether a queue shows.
 pub(crate) fn media_engine(
     target_bps: Arc<AtomicU64>,
+    congested: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(MediaEngine, Registry), MediaError> {
     let mut me = MediaEngine::default();
     me.register_codec(
@@ -131,7 +131,13 @@ pub(crate) fn media_engine(
             NackResponderBuilder::new().with_size(256).build(),
         );
     let registry = configure_rtcp_reports(registry);
-    let gcc = ReportingGcc::new(START_BPS, 100_000.0, 4_000_000.0, target_bps.clone());
+    let gcc = ReportingGcc::new(
+        START_BPS,
+        100_000.0,
+        4_000_000.0,
+        target_bps.clone(),
+        congested,
+    );
     let registry = configure_congestion_control(registry, gcc, CongestionFeedback::Twcc, &mut me)
         .map_err(|e| rtc_err("congestion control", e))?
         // webrtc-rs's pacer is one queue for everything at exactly the
@@ -161,10 +167,13 @@ pub(crate) fn configuration(servers: &[IceServer]) -> RTCConfiguration {
 pub(crate) fn settings() -> SettingEngine {
     SettingEngineBuilder::new()
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        // Consent is checked twice a second: through heavy loss, four
+        // seconds of one check a second lost every answer often enough to
+        // call a working path dead.
         .with_ice_timeouts(
-            Some(Duration::from_secs(4)),
+            Some(Duration::from_secs(5)),
             Some(Duration::from_secs(10)),
-            Some(Duration::from_secs(1)),
+            Some(Duration::from_millis(500)),
         )
         // Check candidate pairs every 25 ms rather than 200: the first
         // working pair is found (and the call connects) that much sooner.

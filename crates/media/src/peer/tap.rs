@@ -5,8 +5,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
     Attribute, BandwidthEstimator, EstimatorStats, Gcc, Interceptor, Packet as IPacket,
@@ -87,6 +87,8 @@ pub(crate) struct RetransmitBudget {
     /// Bits of retransmission allowed now.
     tokens: f64,
     last: Option<Instant>,
+    /// First transmissions of the last second: when, how many bytes.
+    sent: VecDeque<(Instant, usize)>,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
     dropped: u64,
@@ -96,6 +98,8 @@ pub(crate) struct RetransmitBudget {
 /// much (a lossy path at a low rate still needs its repairs).
 const RTX_SHARE: f64 = 0.35;
 const RTX_FLOOR_BPS: f64 = 50_000.0;
+/// Where GCC's own estimate starts (see [`ReportingGcc::new`]).
+const GCC_START_BPS: f64 = 2_500_000.0;
 /// Loss up to this share, without a queue, does not lower the estimate.
 const RANDOM_LOSS_TOLERATED: f64 = 0.25;
 /// How much of it may be spent at once: this long's worth.
@@ -107,16 +111,31 @@ impl RetransmitBudget {
             target_bps,
             tokens: 0.0,
             last: None,
+            sent: VecDeque::new(),
             reads: VecDeque::new(),
             writes: VecDeque::new(),
             dropped: 0,
         }
     }
 
-    /// Whether a retransmission of `bytes` fits the budget at `now`.
+    /// Notes a first transmission of `bytes` at `now`.
+    fn sent(&mut self, now: Instant, bytes: usize) {
+        self.sent.push_back((now, bytes));
+        while self
+            .sent
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > Duration::from_secs(1))
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Whether a retransmission of `bytes` fits the budget at `now`: a
+    /// share of what is sent (or of the estimate, if that is less).
     fn allow(&mut self, now: Instant, bytes: usize) -> bool {
-        let rate = (f64::from_bits(self.target_bps.load(Ordering::Relaxed)) * RTX_SHARE)
-            .max(RTX_FLOOR_BPS);
+        let sending = self.sent.iter().map(|s| s.1).sum::<usize>() as f64 * 8.0;
+        let estimate = f64::from_bits(self.target_bps.load(Ordering::Relaxed));
+        let rate = (estimate.min(sending) * RTX_SHARE).max(RTX_FLOOR_BPS);
         let elapsed = self
             .last
             .map_or(RTX_BURST_SECS, |t| now.duration_since(t).as_secs_f64());
@@ -158,11 +177,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitBudget {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if msg.message.has(&Attribute::Retransmission)
-            && let IPacket::Rtp(rtp) = &msg.message.packet
-        {
+        if let IPacket::Rtp(rtp) = &msg.message.packet {
             let bytes = rtp.payload.len() + 12;
-            if !self.allow(msg.now, bytes) {
+            if !msg.message.has(&Attribute::Retransmission) {
+                self.sent(msg.now, bytes);
+            } else if !self.allow(msg.now, bytes) {
                 return Ok(());
             }
         }
@@ -189,6 +208,7 @@ pub(crate) struct ReportingGcc {
     governor: Governor,
     limit: f64,
     target_bps: Arc<AtomicU64>,
+    congested: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ReportingGcc {
@@ -201,19 +221,24 @@ impl std::fmt::Debug for ReportingGcc {
 }
 
 impl ReportingGcc {
-    /// GCC starting at `start_bps` within [`min_bps`, `max_bps`].
+    /// Starting at `start_bps` within [`min_bps`, `max_bps`]. GCC itself
+    /// starts at the top, so that the governor, climbing fast while no
+    /// queue shows, finds a fast path's rate in seconds (GCC alone climbs
+    /// 8 % a second).
     pub(crate) fn new(
         start_bps: f64,
         min_bps: f64,
         max_bps: f64,
         target_bps: Arc<AtomicU64>,
+        congested: Arc<AtomicBool>,
     ) -> Self {
         target_bps.store(start_bps.to_bits(), Ordering::Relaxed);
         Self {
-            inner: Gcc::new(start_bps, min_bps, max_bps),
+            inner: Gcc::new(GCC_START_BPS.min(max_bps), min_bps, max_bps),
             governor: Governor::new(start_bps, Instant::now()),
             limit: start_bps,
             target_bps,
+            congested,
         }
     }
 
@@ -231,6 +256,8 @@ impl BandwidthEstimator for ReportingGcc {
             self.governor.on_packet(r.departure, arrival, r.size);
         }
         self.limit = self.governor.update(now);
+        self.congested
+            .store(self.governor.congested(now), Ordering::Relaxed);
         self.publish();
     }
 
@@ -271,13 +298,38 @@ mod tests {
         let target = Arc::new(AtomicU64::new(400_000f64.to_bits()));
         let mut b = RetransmitBudget::new(target);
         let t0 = Instant::now();
-        // 1200-byte retransmissions asked for as fast as 1 ms apart, for 2 s.
-        let sent = (0..2000)
-            .filter(|i| b.allow(t0 + std::time::Duration::from_millis(*i), 1200))
-            .count();
+        // Sending 800 kbit/s of media (1000 bytes every 10 ms), and asked
+        // for 1200-byte retransmissions as fast as 1 ms apart, for 2 s.
+        let mut sent = 0;
+        for i in 0..2000u64 {
+            let now = t0 + Duration::from_millis(i);
+            if i % 10 == 0 {
+                b.sent(now, 1000);
+            }
+            sent += usize::from(b.allow(now, 1200));
+        }
         let bits = sent as f64 * 1200.0 * 8.0;
-        // 140 kbit/s for 2 s, plus the first burst.
+        // 35 % of the 400 kbit/s estimate (less than what is sent): 140
+        // kbit/s for 2 s, plus the first burst.
         assert!(bits <= 140_000.0 * 2.0 + 28_000.0 + 9600.0, "{bits}");
-        assert!(bits >= 140_000.0 * 1.8, "{bits}");
+        assert!(bits >= 140_000.0 * 1.7, "{bits}");
+    }
+
+    #[test]
+    fn retransmissions_follow_what_is_sent_when_that_is_less_than_the_estimate() {
+        let target = Arc::new(AtomicU64::new(2_000_000f64.to_bits()));
+        let mut b = RetransmitBudget::new(target);
+        let t0 = Instant::now();
+        let mut sent = 0;
+        // 300 kbit/s of media against a 2 Mbit/s estimate.
+        for i in 0..3000u64 {
+            let now = t0 + Duration::from_millis(i);
+            if i % 20 == 0 {
+                b.sent(now, 750);
+            }
+            sent += usize::from(b.allow(now, 1200));
+        }
+        let bps = sent as f64 * 1200.0 * 8.0 / 3.0;
+        assert!(bps < 300_000.0 * 0.35 * 1.15, "{bps}");
     }
 }
