@@ -528,8 +528,28 @@ fn received(mine: &Value, theirs: &Value, their_stats: &[&Value], them: &str) ->
         decoded: member["frames"].as_u64().unwrap_or(0),
         send_kbps,
         connect_ms: offered.map(|o| first.saturating_sub(o) as f64 / 1000.0),
-        path: member["path"].as_str().map(str::to_owned),
+        path: path_of(&member, theirs, me),
     }
+}
+
+/// The candidate pair `me` received over ("local/remote"). A remote
+/// candidate `me` only learned from their checks is peer-reflexive to it;
+/// what it is, their own end says.
+fn path_of(member: &Value, theirs: &Value, me: &str) -> Option<String> {
+    let path = member["path"].as_str()?;
+    let Some(local) = path.strip_suffix("/prflx") else {
+        return Some(path.to_owned());
+    };
+    let their_local = theirs["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["who"] == me)
+        .and_then(|m| m["path"].as_str()?.split('/').next().map(str::to_owned));
+    Some(format!(
+        "{local}/{}",
+        their_local.as_deref().unwrap_or("prflx")
+    ))
 }
 
 /// A check of one scenario in `cargo xtask test`.

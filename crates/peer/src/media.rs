@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use beckon_client::Client;
 use beckon_media::MediaError;
-use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+use beckon_media::call::{CallConfig, CallMedia, MediaEvent, PeerStats};
 use beckon_media::frame::{VideoFrame, now_us};
 use beckon_media::pipeline::VideoSink;
 use beckon_media::sink::mixer::{AudioOutput, RecordingOutput};
@@ -151,6 +151,9 @@ pub(crate) struct MediaSession {
     /// When we asked for an offer to each member we offered to, wall clock
     /// (µs since the Unix epoch): the start of "offer to first frame".
     offered_at_us: Mutex<HashMap<UserId, u64>>,
+    /// The candidate pair each member's link last reported: a summary taken
+    /// while a link is being replaced, or just after it closed, has none.
+    last_path: Mutex<HashMap<UserId, String>>,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -250,6 +253,7 @@ impl MediaSession {
             started: Instant::now(),
             since_accept: accepted_at,
             offered_at_us: Mutex::default(),
+            last_path: Mutex::default(),
         };
         Ok((session, events, failures))
     }
@@ -287,9 +291,19 @@ impl MediaSession {
         self.media.on_signal(from, signal).await
     }
 
+    fn remember_paths(&self, peers: &[PeerStats]) {
+        let mut last = self.last_path.lock().unwrap_or_else(|p| p.into_inner());
+        for p in peers {
+            if let Some(path) = &p.path {
+                last.insert(p.user.clone(), path.clone());
+            }
+        }
+    }
+
     /// One line of media statistics.
     pub(crate) async fn stats(&self) -> Value {
         let peers = self.media.stats().await;
+        self.remember_paths(&peers);
         let mut seen = self
             .sink
             .seen
@@ -324,6 +338,9 @@ impl MediaSession {
                     "tone_hz": p.audio.as_ref().and_then(|a| a.tone_hz),
                     "audio_late": p.audio.as_ref().map(|a| a.late),
                     "audio_underruns": p.audio.as_ref().map(|a| a.underruns),
+                    "audio_concealed": p.audio.as_ref().map(|a| a.concealed),
+                    "audio_skipped": p.audio.as_ref().map(|a| a.skipped),
+                    "audio_repaired": p.audio.as_ref().map(|a| a.repaired),
                     "audio_buffer_ms": p.audio.as_ref().map(|a| a.buffer_ms),
                     "rtt_ms": p.rtt_ms.map(round2),
                     "loss_pct": round2(f64::from(p.loss_pct)),
@@ -356,6 +373,12 @@ impl MediaSession {
     /// encoder's cost.
     pub(crate) async fn summary(&self) -> Value {
         let peers = self.media.stats().await;
+        self.remember_paths(&peers);
+        let paths = self
+            .last_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let seen = self
             .sink
             .seen
@@ -383,7 +406,7 @@ impl MediaSession {
                     "tone_start_us": tone.map(|t| t.start_us),
                     "tone_blocks": tone.map(|t| t.blocks.iter().map(|&h| if h { '1' } else { '0' }).collect::<String>()),
                     "timeline": s.timeline.iter().map(|&(at, n, lat)| json!([at, n, (f64::from(lat) * 10.0).round() / 10.0])).collect::<Vec<_>>(),
-                    "path": p.and_then(|p| p.path.clone()),
+                    "path": paths.get(who),
                     "bytes_sent": p.map(|p| p.bytes_sent),
                     "who": who,
                     "frames": s.frames,

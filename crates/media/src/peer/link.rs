@@ -244,6 +244,35 @@ struct AudioOut {
     ts_offset: u32,
     /// The last frames sent, newest first, with their RTP timestamps.
     history: VecDeque<(u32, Bytes)>,
+    /// When the last frame went, and its timestamp.
+    last: Option<(Instant, u32)>,
+}
+
+impl AudioOut {
+    /// The RTP timestamp of a frame sent at `now`. Frames come every 20 ms
+    /// from the microphone's clock, so each is 960 samples after the one
+    /// before, however late the scheduler ran it: the timestamps are what
+    /// a receiver places RED copies by. After a pause (the microphone off,
+    /// the link down) the clock catches up with the time that passed.
+    fn timestamp(&mut self, now: Instant) -> u32 {
+        let frames = (now.saturating_duration_since(self.epoch).as_micros() / 20_000) as u32;
+        let by_clock = self.ts_offset.wrapping_add(frames.wrapping_mul(960));
+        let ts = match self.last {
+            Some((at, t)) => {
+                let next = t.wrapping_add(960);
+                let paused = now.saturating_duration_since(at) > Duration::from_millis(100);
+                // Never behind the frame before, whatever the wall clock says.
+                if paused && (by_clock.wrapping_sub(next) as i32) > 0 {
+                    by_clock
+                } else {
+                    next
+                }
+            }
+            None => by_clock,
+        };
+        self.last = Some((now, ts));
+        ts
+    }
 }
 
 /// How many earlier frames each audio packet carries, for the loss the
@@ -364,6 +393,7 @@ impl PeerLink {
                 epoch: Instant::now(),
                 ts_offset: rand::random(),
                 history: VecDeque::new(),
+                last: None,
             }),
             video_ssrc,
             audio_ssrc,
@@ -493,9 +523,7 @@ impl PeerLink {
         let copies = self.audio_copies();
         let packet = {
             let mut out = self.audio_out.lock().await;
-            // The clock at 48 kHz, in whole 20 ms frames.
-            let frames = (out.epoch.elapsed().as_micros() / 20_000) as u32;
-            let ts = out.ts_offset.wrapping_add(frames.wrapping_mul(960));
+            let ts = out.timestamp(Instant::now());
             let older: Vec<(u32, &[u8])> = out
                 .history
                 .iter()
@@ -579,6 +607,8 @@ impl PeerLink {
                 _ => None,
             })
         };
+        // A remote candidate learned from the remote's own checks (before
+        // its description arrived) has no entry: it is peer-reflexive.
         t.path = report
             .candidate_pairs()
             .filter(|c| selected.contains(&c.stats.id.as_str()) || c.nominated)
@@ -586,7 +616,7 @@ impl PeerLink {
                 Some(format!(
                     "{}/{}",
                     kind(&c.local_candidate_id, true)?,
-                    kind(&c.remote_candidate_id, false)?
+                    kind(&c.remote_candidate_id, false).unwrap_or_else(|| "prflx".into())
                 ))
             });
         t
@@ -1202,7 +1232,49 @@ mod tests {
 
 #[cfg(test)]
 mod redundancy_tests {
-    use super::audio_redundancy;
+    use std::collections::VecDeque;
+    use std::time::{Duration, Instant};
+
+    use super::{AudioOut, audio_redundancy};
+
+    fn out(epoch: Instant) -> AudioOut {
+        AudioOut {
+            seq: 0,
+            epoch,
+            ts_offset: u32::MAX - 1000,
+            history: VecDeque::new(),
+            last: None,
+        }
+    }
+
+    #[test]
+    fn each_frame_is_960_samples_after_the_last_however_late_it_is_sent() {
+        let t0 = Instant::now();
+        let mut a = out(t0);
+        // Sent at 0, 19.9, 40.5, 59, 81, 99.5 ms: whole 20 ms steps of the
+        // wall clock would give the same timestamp twice and skip one.
+        let sent = [0, 19_900, 40_500, 59_000, 81_000, 99_500];
+        let ts: Vec<u32> = sent
+            .iter()
+            .map(|&us| a.timestamp(t0 + Duration::from_micros(us)))
+            .collect();
+        for w in ts.windows(2) {
+            assert_eq!(w[1].wrapping_sub(w[0]), 960, "{ts:?}");
+        }
+    }
+
+    #[test]
+    fn after_a_pause_the_timestamps_catch_up_with_the_time_that_passed() {
+        let t0 = Instant::now();
+        let mut a = out(t0);
+        let first = a.timestamp(t0);
+        a.timestamp(t0 + Duration::from_millis(20));
+        // The microphone was off for a second.
+        let back = a.timestamp(t0 + Duration::from_millis(1040));
+        assert_eq!(back.wrapping_sub(first), 52 * 960);
+        let next = a.timestamp(t0 + Duration::from_millis(1061));
+        assert_eq!(next.wrapping_sub(back), 960);
+    }
 
     #[test]
     fn copies_grow_with_reported_loss_unless_the_path_is_congested() {

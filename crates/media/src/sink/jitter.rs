@@ -71,6 +71,8 @@ pub struct JitterBuffer {
     underruns: u64,
     late: u64,
     skipped: u64,
+    concealed: u64,
+    repaired: u64,
 }
 
 impl Default for JitterBuffer {
@@ -88,6 +90,8 @@ impl Default for JitterBuffer {
             underruns: 0,
             late: 0,
             skipped: 0,
+            concealed: 0,
+            repaired: 0,
         }
     }
 }
@@ -128,6 +132,16 @@ impl JitterBuffer {
         self.skipped
     }
 
+    /// Ticks that had no packet to play (lost, or waited for).
+    pub fn concealed(&self) -> u64 {
+        self.concealed
+    }
+
+    /// Missing packets filled in from a copy in a later one.
+    pub fn repaired(&self) -> u64 {
+        self.repaired
+    }
+
     /// Adds a packet that arrived at `now`.
     pub fn push(&mut self, now: Instant, seq: u16, payload: Vec<u8>) {
         let s = crate::rtp::extend_seq(self.highest, seq);
@@ -161,7 +175,10 @@ impl JitterBuffer {
         if self.next.is_some_and(|n| s < n) || s > highest {
             return;
         }
-        self.packets.entry(s).or_insert(payload);
+        if let std::collections::btree_map::Entry::Vacant(e) = self.packets.entry(s) {
+            e.insert(payload);
+            self.repaired += 1;
+        }
     }
 
     /// Notes how late `s` came, and sizes the cushion to cover nearly all
@@ -238,6 +255,7 @@ impl JitterBuffer {
         // The next packet is not here. With less than the cushion behind
         // it, it may just be late: hold playout back a tick (concealing)
         // rather than give it up; otherwise it is lost.
+        self.concealed += 1;
         if ahead < self.target && self.held < MAX_HOLD {
             self.held += 1;
             return Pulled::Wait;
@@ -454,6 +472,22 @@ mod tests {
         assert_eq!(jb.pull(), Pulled::Idle);
         arrive(&mut jb, t0, &[(500, 1000), (501, 1020), (502, 1040)]);
         assert_eq!(jb.pull(), Pulled::Packet(p((500u16 % 256) as u8)));
+    }
+
+    #[test]
+    fn repairs_and_concealment_are_counted() {
+        let mut jb = JitterBuffer::new();
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(0, 0), (2, 40)]);
+        // Packet 2 carried a copy of 1; the copy of 0 changes nothing.
+        jb.push_copy(1, p(1));
+        jb.push_copy(0, p(9));
+        arrive(&mut jb, t0, &[(3, 60), (5, 100), (6, 120)]);
+        let played: Vec<Pulled> = (0..6).map(|_| jb.pull()).collect();
+        assert!(played.contains(&Pulled::Packet(p(1))), "{played:?}");
+        assert!(!played.contains(&Pulled::Packet(p(9))), "{played:?}");
+        assert_eq!(jb.repaired(), 1);
+        assert!(jb.concealed() >= 1, "packet 4 never came");
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct MemberAudioStats {
     pub underruns: u64,
     /// The jitter buffer's cushion, in ms.
     pub buffer_ms: u32,
+    /// Ticks played without their packet (lost or waited for).
+    pub concealed: u64,
+    /// Packets dropped to bring the delay down.
+    pub skipped: u64,
+    /// Lost packets rebuilt from the copies (RED) in later ones.
+    pub repaired: u64,
 }
 
 struct MemberAudio {
@@ -250,6 +256,9 @@ impl Mixer {
                     late: b.late(),
                     underruns: b.underruns(),
                     buffer_ms: b.target() as u32 * 20,
+                    concealed: b.concealed(),
+                    skipped: b.skipped(),
+                    repaired: b.repaired(),
                 };
                 (who.clone(), stats)
             })
