@@ -66,6 +66,8 @@ describe('calling page', () => {
     expect(bob).toHaveAttribute('data-stalled', 'true');
     expect(within(bob).getByRole('status')).toHaveTextContent('Poor connection');
     expect(within(bob).getByTestId('video-bob')).toBeInTheDocument();
+    expect(bob).toHaveAttribute('data-quality', 'poor');
+    expect(within(bob).getByText('Poor')).toBeInTheDocument();
     const carol = screen.getByTestId('tile-carol');
     expect(within(carol).getByRole('status')).toHaveTextContent('Reconnecting…');
     expect(within(carol).getAllByText('Reconnecting').length).toBeGreaterThan(0);
