@@ -1,6 +1,7 @@
 //! The desktop app's tasks: building the UI, running the app, the
 //! real-window tests, the TypeScript bindings and the `.deb`.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -191,6 +192,9 @@ pub(crate) fn e2e() -> anyhow::Result<()> {
 /// test pattern and playing a tone.
 struct Driver {
     _driver: Guard,
+    /// tauri-driver's process group: it and the WebKitWebDriver it starts
+    /// (which outlived a killed tauri-driver).
+    group: u32,
     x: Xvfb,
     port: u16,
 }
@@ -198,6 +202,10 @@ struct Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         Self::sweep();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.group)])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -219,8 +227,10 @@ impl Driver {
             .env("BECKON_SPEAKER", "null")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .context("starting tauri-driver")?;
+        let group = child.id();
         let guard = Guard(child);
         wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -228,6 +238,7 @@ impl Driver {
         .context("tauri-driver did not start")?;
         Ok(Self {
             _driver: guard,
+            group,
             x,
             port,
         })
