@@ -508,14 +508,16 @@ fn received(mine: &Value, theirs: &Value, their_stats: &[&Value], them: &str) ->
         .collect();
     let n = rates.len();
     let send_kbps = (n > 3).then(|| rates[2..n - 1].iter().sum::<f64>() / (n - 3) as f64);
+    // Their summary's entry for us.
+    let us = theirs["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["who"] == me)
+        .unwrap_or(&Value::Null);
     let offered = [
         member["offered_at_us"].as_u64(),
-        theirs["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["who"] == me)
-            .and_then(|m| m["offered_at_us"].as_u64()),
+        us["offered_at_us"].as_u64(),
     ]
     .into_iter()
     .flatten()
@@ -528,28 +530,21 @@ fn received(mine: &Value, theirs: &Value, their_stats: &[&Value], them: &str) ->
         decoded: member["frames"].as_u64().unwrap_or(0),
         send_kbps,
         connect_ms: offered.map(|o| first.saturating_sub(o) as f64 / 1000.0),
-        path: path_of(&member, theirs, me),
+        path: path_of(&member, us),
     }
 }
 
-/// The candidate pair `me` received over ("local/remote"). A remote
-/// candidate `me` only learned from their checks is peer-reflexive to it;
-/// what it is, their own end says.
-fn path_of(member: &Value, theirs: &Value, me: &str) -> Option<String> {
+/// The candidate pair we received over ("local/remote"), from our summary's
+/// entry for them (`member`) and theirs for us (`us`). A remote candidate we
+/// only learned from their checks is peer-reflexive to us; what it is, their
+/// own end says.
+fn path_of(member: &Value, us: &Value) -> Option<String> {
     let path = member["path"].as_str()?;
     let Some(local) = path.strip_suffix("/prflx") else {
         return Some(path.to_owned());
     };
-    let their_local = theirs["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["who"] == me)
-        .and_then(|m| m["path"].as_str()?.split('/').next().map(str::to_owned));
-    Some(format!(
-        "{local}/{}",
-        their_local.as_deref().unwrap_or("prflx")
-    ))
+    let their_local = us["path"].as_str().and_then(|p| p.split('/').next());
+    Some(format!("{local}/{}", their_local.unwrap_or("prflx")))
 }
 
 /// A check of one scenario in `cargo xtask test`.
@@ -1154,4 +1149,34 @@ fn targets(rows: &[Row]) -> String {
          more than that); a longest freeze under 200 ms is no freeze."
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::path_of;
+
+    #[test]
+    fn a_peer_reflexive_remote_is_named_by_its_own_end() {
+        let relay = json!({"path": "relay/host"});
+        assert_eq!(
+            path_of(&json!({"path": "host/prflx"}), &relay).as_deref(),
+            Some("host/relay")
+        );
+        assert_eq!(
+            path_of(&json!({"path": "host/prflx"}), &json!({})).as_deref(),
+            Some("host/prflx"),
+            "their end said nothing"
+        );
+        assert_eq!(
+            path_of(
+                &json!({"path": "relay/host"}),
+                &json!({"path": "host/srflx"})
+            )
+            .as_deref(),
+            Some("relay/host")
+        );
+        assert_eq!(path_of(&json!({}), &relay), None);
+    }
 }

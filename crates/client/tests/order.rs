@@ -17,11 +17,7 @@ async fn until(
     request: serde_json::Value,
     last: impl Fn(&ServerMessage) -> bool,
 ) -> (u64, Vec<ServerMessage>) {
-    raw.next_id += 1;
-    let id = raw.next_id;
-    let mut request = request;
-    request["id"] = json!(id);
-    raw.send_text(request.to_string()).await;
+    let id = raw.send(request).await;
     let mut got = Vec::new();
     loop {
         let msg = raw.next().await;

@@ -72,12 +72,19 @@ impl Raw {
         }
     }
 
-    /// Sends `request` (a JSON object without `id`) with a fresh id.
-    pub async fn request(&mut self, mut request: Value) -> (u64, ServerMessage) {
+    /// Sends `request` (a JSON object without `id`) with a fresh id, which
+    /// it returns.
+    pub async fn send(&mut self, mut request: Value) -> u64 {
         self.next_id += 1;
         request["id"] = json!(self.next_id);
         self.send_text(request.to_string()).await;
-        (self.next_id, self.answer().await)
+        self.next_id
+    }
+
+    /// Sends `request` with a fresh id and returns it with the answer.
+    pub async fn request(&mut self, request: Value) -> (u64, ServerMessage) {
+        let id = self.send(request).await;
+        (id, self.answer().await)
     }
 
     /// Sends `request` and expects a reply to it.
