@@ -32,6 +32,7 @@ use webrtc::peer_connection::{
 
 use crate::MediaError;
 use crate::codec::vp8::EncodedFrame;
+use crate::peer::handshake_copies::CopyingRuntime;
 use crate::peer::setup::{self, OPUS_PT, VP8_PT};
 use crate::pipeline::{PipelineEvent, VideoReceiver, VideoSink};
 use crate::rtp::red;
@@ -353,6 +354,7 @@ impl PeerLink {
             .with_setting_engine(setup::settings())
             .with_handler(handler)
             .with_udp_addrs(ctx.udp_addrs.clone())
+            .with_runtime(Arc::new(CopyingRuntime))
             .build()
             .await
             .map_err(|e| rtc_err("peer connection", e))?;

@@ -1,6 +1,7 @@
 //! WebRTC peer connections (webrtc-rs 0.21): one per remote member.
 
 pub(crate) mod governor;
+pub(crate) mod handshake_copies;
 pub(crate) mod link;
 pub(crate) mod setup;
 pub(crate) mod tap;
