@@ -15,7 +15,6 @@
 //! whichever path the original takes: straight, inside a TURN ChannelData
 //! message or a TURN Send indication (and so over the TURN-over-TCP bridge).
 
-use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -99,16 +98,9 @@ impl Runtime for CopyingRuntime {
 }
 
 /// A UDP socket that sends handshake datagrams again after [`COPIES_AFTER`].
+#[derive(Debug)]
 struct CopyingSocket {
     inner: Arc<dyn AsyncUdpSocket>,
-}
-
-impl fmt::Debug for CopyingSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CopyingSocket")
-            .field("inner", &self.inner)
-            .finish()
-    }
 }
 
 impl CopyingSocket {
@@ -120,11 +112,10 @@ impl CopyingSocket {
             transmit.ecn,
             transmit.src_ip,
         );
+        let sent_at = tokio::time::Instant::now();
         tokio::spawn(async move {
-            let mut waited = Duration::ZERO;
             for after in COPIES_AFTER {
-                tokio::time::sleep(after - waited).await;
-                waited = after;
+                tokio::time::sleep_until(sent_at + after).await;
                 let copy = Transmit {
                     destination,
                     ecn,
@@ -289,6 +280,32 @@ mod tests {
         check.extend_from_slice(&STUN_MAGIC_COOKIE);
         check.extend_from_slice(&[7; 12]);
         assert!(!carries_handshake(&check));
+    }
+
+    /// What arrives at `rx` within a while: the datagrams, in order.
+    async fn arrivals(rx: &tokio::net::UdpSocket) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let settle = COPIES_AFTER[COPIES_AFTER.len() - 1] + Duration::from_millis(200);
+        while let Ok(Ok(n)) = tokio::time::timeout(settle, rx.recv(&mut buf)).await {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn the_socket_sends_a_handshake_three_times_and_media_once() {
+        let rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = rx.local_addr().unwrap();
+        let socket = CopyingRuntime
+            .wrap_udp_socket(std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .unwrap();
+        let hello = channel_data(&record(22));
+        socket.send_to(&hello, to).await.unwrap();
+        assert_eq!(arrivals(&rx).await, vec![hello.clone(); 3]);
+        let srtp = channel_data(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 9, 9]);
+        socket.send_to(&srtp, to).await.unwrap();
+        assert_eq!(arrivals(&rx).await, vec![srtp]);
     }
 
     #[test]
