@@ -1064,13 +1064,14 @@ async fn receive(
                     Some((older, primary)) => {
                         // Each copy stands in for the packet it was sent
                         // in, 20 ms (960 samples) per packet back.
-                        for (back, data) in older {
-                            let behind = (back / 960) as u16;
-                            if behind > 0 {
-                                mixer.push_copy(&user, seq.wrapping_sub(behind), data);
-                            }
-                        }
-                        mixer.push(&user, now, seq, primary.to_vec())
+                        let copies = older
+                            .into_iter()
+                            .filter_map(|(back, data)| {
+                                let behind = (back / 960) as u16;
+                                (behind > 0).then(|| (seq.wrapping_sub(behind), data))
+                            })
+                            .collect();
+                        mixer.push(&user, now, seq, primary.to_vec(), copies)
                     }
                     None => {
                         tracing::debug!("unreadable RED audio");
@@ -1078,7 +1079,7 @@ async fn receive(
                     }
                 }
             } else {
-                mixer.push(&user, now, seq, packet.payload.to_vec())
+                mixer.push(&user, now, seq, packet.payload.to_vec(), Vec::new())
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "audio dropped");

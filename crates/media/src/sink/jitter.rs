@@ -291,14 +291,15 @@ impl AudioReceiver {
         })
     }
 
-    /// Adds an RTP payload that arrived at `now`.
-    pub fn push(&mut self, now: Instant, seq: u16, payload: Vec<u8>) {
+    /// Adds an RTP payload that arrived at `now`, with the copies of
+    /// earlier packets it carried (sequence number, payload; see
+    /// [`JitterBuffer::push_copy`]). The packet goes in first: a copy of
+    /// the packet just before it is newer than anything held until then.
+    pub fn push(&mut self, now: Instant, seq: u16, payload: Vec<u8>, copies: Vec<(u16, Vec<u8>)>) {
         self.buffer.push(now, seq, payload);
-    }
-
-    /// Adds a copy of an earlier packet (see [`JitterBuffer::push_copy`]).
-    pub fn push_copy(&mut self, seq: u16, payload: Vec<u8>) {
-        self.buffer.push_copy(seq, payload);
+        for (seq, copy) in copies {
+            self.buffer.push_copy(seq, copy);
+        }
     }
 
     /// The buffer's counters.
@@ -581,11 +582,18 @@ mod loss_tests {
             state ^= state >> 7;
             state ^= state << 17;
             if (state % 10_000) as f64 >= loss * 10_000.0 {
-                rx.push(t0 + Duration::from_millis(u64::from(i) * 20 + 5), i, packet);
-                for back in 1..=copies.min(usize::from(i)) {
-                    let j = usize::from(i) - back;
-                    rx.push_copy(j as u16, sent[j].clone());
-                }
+                let older = (1..=copies.min(usize::from(i)))
+                    .map(|back| {
+                        let j = usize::from(i) - back;
+                        (j as u16, sent[j].clone())
+                    })
+                    .collect();
+                rx.push(
+                    t0 + Duration::from_millis(u64::from(i) * 20 + 5),
+                    i,
+                    packet,
+                    older,
+                );
             }
             if let Some(samples) = rx.tick() {
                 out.extend(samples);
@@ -608,6 +616,31 @@ mod loss_tests {
             let red = heard_with_copies(f, 0.30, 40, 2);
             assert!(red > 0.9, "{f} Hz: {red}");
         }
+    }
+
+    #[test]
+    fn a_copy_of_the_packet_just_before_repairs_it() {
+        let mut enc = OpusEncoder::new(32_000, 10).unwrap();
+        let mut mic = ToneMicrophone::new(600.0, 0.3);
+        let frames: Vec<Vec<u8>> = (0..5)
+            .map(|_| enc.encode(&mic.generate()).unwrap())
+            .collect();
+        let mut rx = AudioReceiver::new().unwrap();
+        let t0 = Instant::now();
+        // Packet 2 is lost; only 3 carries a copy of it.
+        for (i, copies) in [(0u16, vec![]), (1, vec![0]), (3, vec![2]), (4, vec![3])] {
+            let older = copies
+                .into_iter()
+                .map(|j: u16| (j, frames[usize::from(j)].clone()))
+                .collect();
+            let at = t0 + Duration::from_millis(u64::from(i) * 20);
+            rx.push(at, i, frames[usize::from(i)].clone(), older);
+        }
+        assert_eq!(rx.buffer().repaired(), 1);
+        for _ in 0..5 {
+            assert!(rx.tick().is_some());
+        }
+        assert_eq!(rx.buffer().concealed(), 0);
     }
 
     #[test]

@@ -133,13 +133,16 @@ impl Mixer {
         }
     }
 
-    /// Adds an Opus packet from `from` that arrived at `now`.
+    /// Adds an Opus packet from `from` that arrived at `now`, with the
+    /// copies of earlier packets it carried (sequence number, payload),
+    /// used only where those packets never came.
     pub fn push(
         &mut self,
         from: &UserId,
         now: std::time::Instant,
         seq: u16,
         payload: Vec<u8>,
+        copies: Vec<(u16, Vec<u8>)>,
     ) -> Result<(), MediaError> {
         if !self.members.contains_key(from) {
             let receiver = AudioReceiver::new()?;
@@ -161,16 +164,8 @@ impl Mixer {
             .get_mut(from)
             .expect("just inserted")
             .receiver
-            .push(now, seq, payload);
+            .push(now, seq, payload, copies);
         Ok(())
-    }
-
-    /// Adds a copy of an earlier Opus packet of `from` (from a redundant
-    /// packet): used only if the packet itself never came.
-    pub fn push_copy(&mut self, from: &UserId, seq: u16, payload: Vec<u8>) {
-        if let Some(m) = self.members.get_mut(from) {
-            m.receiver.push_copy(seq, payload);
-        }
     }
 
     /// Plays into another device from now on.
@@ -294,7 +289,7 @@ mod tests {
             for ((who, mic), enc) in mics.iter_mut().zip(encs.iter_mut()) {
                 let packet = enc.encode(&mic.generate()).unwrap();
                 let at = t0 + std::time::Duration::from_millis(u64::from(seq) * 20);
-                mixer.push(who, at, seq, packet).unwrap();
+                mixer.push(who, at, seq, packet, Vec::new()).unwrap();
             }
             mixer.tick();
         }
@@ -343,6 +338,7 @@ mod tests {
                     t0 + std::time::Duration::from_millis(u64::from(seq) * 20),
                     seq,
                     enc.encode(&silence).unwrap(),
+                    Vec::new(),
                 )
                 .unwrap();
             mixer.tick();
