@@ -149,6 +149,12 @@ pub struct PeerStats {
     pub frames_decoded: u64,
     /// Mean decode time, ms.
     pub decode_ms: f64,
+    /// Their upper-layer video frames lost and skipped at no cost.
+    pub frames_skipped: u64,
+    /// Their video frames that completed after a wait for a retransmission.
+    pub frames_repaired: u64,
+    /// Their base-layer video frames given up on (each asks for a key frame).
+    pub frames_given_up: u64,
     /// Key frames we asked of them.
     pub plis_sent: u64,
     /// Key frames they asked of us.
@@ -640,6 +646,9 @@ impl CallMedia {
                 frames_received: c.frames_received.load(Ordering::Relaxed),
                 frames_decoded: decoded,
                 decode_ms: decode_us as f64 / 1000.0 / decoded.max(1) as f64,
+                frames_skipped: c.frames_skipped.load(Ordering::Relaxed),
+                frames_repaired: c.frames_repaired.load(Ordering::Relaxed),
+                frames_given_up: c.frames_given_up.load(Ordering::Relaxed),
                 plis_sent: c.plis_sent.load(Ordering::Relaxed),
                 plis_received: c.plis_received.load(Ordering::Relaxed),
                 audio: audio.get(&link.user).cloned(),

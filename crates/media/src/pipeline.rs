@@ -4,7 +4,7 @@
 //! and is steered through shared atomics.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -325,7 +325,16 @@ pub struct VideoReceiver {
     tx: Option<SyncSender<(Vec<u8>, bool)>>,
     thread: Option<JoinHandle<()>>,
     counters: Arc<ReceiveCounters>,
+    /// A frame was dropped: until a key frame, the ones after it refer to
+    /// a picture the decoder never got.
+    broken: AtomicBool,
 }
+
+/// Compressed frames queued for the decoder at most: a second of video.
+/// The frame buffer releases frames in bursts (all that waited behind a
+/// retransmission, up to two round trips' worth); dropping one of them
+/// would cost a key frame.
+const DECODE_QUEUE: usize = 30;
 
 impl VideoReceiver {
     /// Starts decoding `from`'s frames into `sink`.
@@ -334,7 +343,7 @@ impl VideoReceiver {
         sink: Arc<dyn VideoSink>,
         events: SyncSender<PipelineEvent>,
     ) -> Result<Self, MediaError> {
-        let (tx, rx) = sync_channel::<(Vec<u8>, bool)>(8);
+        let (tx, rx) = sync_channel::<(Vec<u8>, bool)>(DECODE_QUEUE);
         let mut decoder = Vp8Decoder::new()?;
         let counters = Arc::new(ReceiveCounters::default());
         let c = counters.clone();
@@ -367,18 +376,23 @@ impl VideoReceiver {
             tx: Some(tx),
             thread: Some(thread),
             counters,
+            broken: AtomicBool::new(false),
         })
     }
 
-    /// Queues a compressed frame; false when the decoder is behind and the
-    /// frame was dropped (the caller should ask for a key frame).
+    /// Queues a frame for decoding. False when it was not taken, and a key
+    /// frame is needed: the queue was full (the decoder fell behind), or a
+    /// frame was dropped before and this one is not a key frame.
     pub fn push(&self, data: Vec<u8>, key: bool) -> bool {
-        match self.tx.as_ref().map(|tx| tx.try_send((data, key))) {
-            Some(Ok(())) => true,
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
-                false
-            }
+        if !key && self.broken.load(Ordering::Relaxed) {
+            return false;
         }
+        let taken = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.try_send((data, key)).is_ok());
+        self.broken.store(!taken, Ordering::Relaxed);
+        taken
     }
 
     /// Its counters.
@@ -462,11 +476,12 @@ mod tests {
         assert_eq!(controls.frames_sent.load(Ordering::Relaxed), sent as u64);
         let decoded = Arc::new(Frames::default());
         let rx = VideoReceiver::start(me(), decoded.clone(), etx).unwrap();
-        for f in sink.video.lock().unwrap().iter() {
-            // Faster than real time: wait whenever the decoder's queue is full.
-            while !rx.push(f.data.clone(), f.key) {
+        for (i, f) in sink.video.lock().unwrap().iter().enumerate() {
+            // Faster than real time: keep the decoder's queue from filling.
+            while i - rx.counters().decoded.load(Ordering::Relaxed) as usize >= DECODE_QUEUE {
                 std::thread::sleep(Duration::from_millis(1));
             }
+            assert!(rx.push(f.data.clone(), f.key));
         }
         drop(rx);
         let frames = decoded.0.lock().unwrap();
@@ -532,6 +547,54 @@ mod tests {
         drop(sender);
         assert!(n >= 8, "{n}");
         assert!(sink.audio.lock().unwrap().len() <= n + 1);
+    }
+
+    /// A sink that holds the decoder thread until let go.
+    #[derive(Default)]
+    struct Held {
+        gate: Mutex<()>,
+        frames: AtomicU64,
+    }
+
+    impl VideoSink for Held {
+        fn frame(&self, _: &UserId, _: VideoFrame) {
+            drop(self.gate.lock().unwrap());
+            self.frames.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn after_a_dropped_frame_only_a_key_frame_is_taken() {
+        let mut enc = Vp8Encoder::new(Vp8Config::realtime(160, 120, 30)).unwrap();
+        let mut pattern = crate::source::synthetic::TestPattern::new(160, 120);
+        let mut n = 0;
+        let mut frame = |key: bool| {
+            if key {
+                enc.request_key_frame();
+            }
+            n += 1;
+            let f = enc.encode(&pattern.frame(n, 0)).unwrap().unwrap();
+            assert_eq!(f.key, key);
+            f.data
+        };
+        let sink = Arc::new(Held::default());
+        let (etx, _erx) = sync_channel(10);
+        let rx = VideoReceiver::start(me(), sink.clone(), etx).unwrap();
+        let held = sink.gate.lock().unwrap();
+        assert!(rx.push(frame(true), true));
+        // The decoder is stuck on the first frame; the queue fills.
+        for _ in 0..DECODE_QUEUE {
+            assert!(rx.push(frame(false), false));
+        }
+        assert!(!rx.push(frame(false), false), "the queue is full");
+        drop(held);
+        while sink.frames.load(Ordering::Relaxed) < 1 + DECODE_QUEUE as u64 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Room again, but the dropped frame is missing from what follows.
+        assert!(!rx.push(frame(false), false), "a delta after the drop");
+        assert!(rx.push(frame(true), true), "a key frame starts over");
+        assert!(rx.push(frame(false), false));
     }
 
     #[test]

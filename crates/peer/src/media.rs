@@ -352,6 +352,11 @@ impl MediaSession {
                     "path": p.path,
                     "audio_loss_pct": round2(f64::from(p.audio_loss_pct)),
                     "audio_copies": p.audio_copies,
+                    "video_skipped": p.frames_skipped,
+                    "video_repaired": p.frames_repaired,
+                    "video_given_up": p.frames_given_up,
+                    "plis_sent": p.plis_sent,
+                    "plis_received": p.plis_received,
                 })
             })
             .collect();

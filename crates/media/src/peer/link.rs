@@ -99,8 +99,9 @@ pub(crate) struct TransportStats {
 /// Counters of one link, for stats.
 #[derive(Debug, Default)]
 pub(crate) struct LinkCounters {
-    /// Round-trip time from receiver reports, microseconds.
-    pub(crate) rtt_us: AtomicU64,
+    /// Round-trip time from receiver reports, microseconds (shared with
+    /// the interceptor that holds back repeated retransmissions).
+    pub(crate) rtt_us: Arc<AtomicU64>,
     /// Fraction of our video packets the remote lost, /256 (after
     /// retransmissions filled some in).
     pub(crate) fraction_lost: AtomicU32,
@@ -116,6 +117,8 @@ pub(crate) struct LinkCounters {
     pub(crate) frames_skipped: AtomicU64,
     /// Their frames that completed after a wait for a retransmission.
     pub(crate) frames_repaired: AtomicU64,
+    /// Their base-layer frames given up on (a key frame was asked for).
+    pub(crate) frames_given_up: AtomicU64,
     /// Key frames asked of us.
     pub(crate) plis_received: AtomicU64,
     /// RTP streams with a codec we do not speak.
@@ -319,8 +322,12 @@ impl PeerLink {
         let polite = ctx.me > user;
         let target_bps = Arc::new(AtomicU64::new(0));
         let congested = Arc::new(AtomicBool::new(false));
-        let (engine, registry) = setup::media_engine(target_bps.clone(), congested.clone())?;
         let counters = Arc::new(LinkCounters::default());
+        let (engine, registry) = setup::media_engine(
+            target_bps.clone(),
+            congested.clone(),
+            counters.rtt_us.clone(),
+        )?;
         let receiver: Arc<Mutex<Option<VideoReceiver>>> = Arc::new(Mutex::new(None));
         let pli_wanted = Arc::new(AtomicBool::new(false));
         let (pc_tx, pc_rx) = unbounded_channel();
@@ -1132,6 +1139,9 @@ async fn receive(
         }
         let b = buffer.stats();
         counters.frames_skipped.store(b.skipped, Ordering::Relaxed);
+        counters
+            .frames_given_up
+            .store(b.given_up, Ordering::Relaxed);
         counters
             .frames_repaired
             .store(b.repaired, Ordering::Relaxed);

@@ -86,6 +86,7 @@ fn rtc_err(what: &str, e: impl std::fmt::Display) -> MediaError {
 pub(crate) fn media_engine(
     target_bps: Arc<AtomicU64>,
     congested: Arc<std::sync::atomic::AtomicBool>,
+    rtt_us: Arc<AtomicU64>,
 ) -> Result<(MediaEngine, Registry), MediaError> {
     let mut me = MediaEngine::default();
     me.register_codec(
@@ -113,9 +114,11 @@ pub(crate) fn media_engine(
     )
     .map_err(|e| rtc_err("RED codec", e))?;
     let registry = configure_nack(Registry::new(), &mut me)
-        // Ask again every 50 ms, four times at most, and only for the
-        // latest 128 packets: a retransmission is worth having only while
-        // the frame buffer still waits for it (a few hundred ms). After an
+        // Ask every 50 ms, for 600 ms at most, and only for the latest 128
+        // packets: a retransmission is worth having only while the frame
+        // buffer still waits for it (two round trips). The sender answers
+        // a packet at most once a round trip (see `RetransmitBudget`), so
+        // asking on covers a lost retransmission, not a slow one. After an
         // outage the defaults would ask for seconds of stale video at once.
         .with(
             Slot::NackGenerator,
@@ -123,7 +126,7 @@ pub(crate) fn media_engine(
                 .with_size(128)
                 .with_interval(Duration::from_millis(50))
                 .with_skip_last_n(1)
-                .with_max_nacks_per_packet(4)
+                .with_max_nacks_per_packet(12)
                 .build(),
         )
         .with(
@@ -145,7 +148,10 @@ pub(crate) fn media_engine(
         // of thousands of packets adds seconds of delay. The encoder aims
         // below the estimate instead, key frames are kept small, and
         // retransmissions get a share of the estimate.
-        .with(Slot::Pacer, RetransmitBudget::new(target_bps.clone()));
+        .with(
+            Slot::Pacer,
+            RetransmitBudget::new(target_bps.clone(), rtt_us),
+        );
     let registry = registry.with(Slot::from(14_000), FeedbackTap::default());
     Ok((me, registry))
 }

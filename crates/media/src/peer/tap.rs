@@ -3,7 +3,7 @@
 //! reports) to the sending track, and a wrapper around the GCC bandwidth
 //! estimator that publishes its target.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -82,8 +82,20 @@ impl Interceptor for FeedbackTap {
 /// without limit turns congestion into more congestion: under a cap, the
 /// packets the queue dropped came back as retransmissions on top of the new
 /// ones, and the call sent three times what the link carried.
+///
+/// A packet is also sent again at most once a round trip. The receiver asks
+/// every 50 ms while a packet is missing; the requests that come within a
+/// round trip of a retransmission were sent before it could arrive, and
+/// answering them spent the budget on copies of one packet while the next
+/// lost one went unanswered.
 pub(crate) struct RetransmitBudget {
     target_bps: Arc<AtomicU64>,
+    /// The round trip, microseconds (0 until a report measured it).
+    rtt_us: Arc<AtomicU64>,
+    /// When each packet (SSRC, sequence number) was last sent again.
+    resent: HashMap<(u32, u16), Instant>,
+    /// Requests for a packet already on its way again.
+    repeats: u64,
     /// Bits of retransmission allowed now.
     tokens: f64,
     last: Option<Instant>,
@@ -104,11 +116,22 @@ const GCC_START_BPS: f64 = 2_500_000.0;
 const RANDOM_LOSS_TOLERATED: f64 = 0.25;
 /// How much of it may be spent at once: this long's worth.
 const RTX_BURST_SECS: f64 = 0.2;
+/// The least and most time between two retransmissions of one packet (the
+/// round trip, within these), and what is assumed before a report measured
+/// the round trip.
+const MIN_RESEND_GAP: Duration = Duration::from_millis(20);
+const MAX_RESEND_GAP: Duration = Duration::from_millis(500);
+const UNMEASURED_RESEND_GAP: Duration = Duration::from_millis(100);
+/// Retransmissions remembered at most before old ones are forgotten.
+const RESENT_KEPT: usize = 512;
 
 impl RetransmitBudget {
-    pub(crate) fn new(target_bps: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(target_bps: Arc<AtomicU64>, rtt_us: Arc<AtomicU64>) -> Self {
         Self {
             target_bps,
+            rtt_us,
+            resent: HashMap::new(),
+            repeats: 0,
             tokens: 0.0,
             last: None,
             sent: VecDeque::new(),
@@ -128,6 +151,31 @@ impl RetransmitBudget {
         {
             self.sent.pop_front();
         }
+    }
+
+    /// Whether packet `seq` of `ssrc` was sent again less than a round trip
+    /// before `now`; if not, notes that it is being sent again now.
+    fn repeat(&mut self, now: Instant, ssrc: u32, seq: u16) -> bool {
+        let rtt = self.rtt_us.load(Ordering::Relaxed);
+        let gap = if rtt == 0 {
+            UNMEASURED_RESEND_GAP
+        } else {
+            Duration::from_micros(rtt).clamp(MIN_RESEND_GAP, MAX_RESEND_GAP)
+        };
+        if self
+            .resent
+            .get(&(ssrc, seq))
+            .is_some_and(|&at| now.saturating_duration_since(at) < gap)
+        {
+            self.repeats += 1;
+            return true;
+        }
+        if self.resent.len() >= RESENT_KEPT {
+            self.resent
+                .retain(|_, at| now.saturating_duration_since(*at) < MAX_RESEND_GAP);
+        }
+        self.resent.insert((ssrc, seq), now);
+        false
     }
 
     /// Whether a retransmission of `bytes` fits the budget at `now`: a
@@ -156,6 +204,7 @@ impl std::fmt::Debug for RetransmitBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetransmitBudget")
             .field("dropped", &self.dropped)
+            .field("repeats", &self.repeats)
             .finish()
     }
 }
@@ -181,7 +230,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RetransmitBudget {
             let bytes = rtp.payload.len() + 12;
             if !msg.message.has(&Attribute::Retransmission) {
                 self.sent(msg.now, bytes);
-            } else if !self.allow(msg.now, bytes) {
+            } else if self.repeat(msg.now, rtp.header.ssrc, rtp.header.sequence_number)
+                || !self.allow(msg.now, bytes)
+            {
                 return Ok(());
             }
         }
@@ -296,7 +347,7 @@ mod tests {
     #[test]
     fn retransmissions_stay_within_a_share_of_the_estimate() {
         let target = Arc::new(AtomicU64::new(400_000f64.to_bits()));
-        let mut b = RetransmitBudget::new(target);
+        let mut b = RetransmitBudget::new(target, Arc::default());
         let t0 = Instant::now();
         // Sending 800 kbit/s of media (1000 bytes every 10 ms), and asked
         // for 1200-byte retransmissions as fast as 1 ms apart, for 2 s.
@@ -315,10 +366,62 @@ mod tests {
         assert!(bits >= 140_000.0 * 1.7, "{bits}");
     }
 
+    fn rtp(seq: u16, now: Instant, again: bool) -> TaggedPacket {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                ssrc: 7,
+                sequence_number: seq,
+                ..Default::default()
+            },
+            payload: vec![0u8; 1000].into(),
+        };
+        let mut message = rtc::interceptor::AttributedPacket::new(IPacket::Rtp(packet));
+        if again {
+            message.add(Attribute::Retransmission);
+        }
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message,
+        }
+    }
+
+    #[test]
+    fn a_packet_is_sent_again_once_a_round_trip() {
+        let target = Arc::new(AtomicU64::new(2_000_000f64.to_bits()));
+        let rtt = Arc::new(AtomicU64::new(200_000));
+        let mut b = RetransmitBudget::new(target, rtt);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        // 400 kbit/s of media: plenty of budget.
+        for i in 0..100u16 {
+            b.handle_write(rtp(i, ms(u64::from(i) * 20), false))
+                .unwrap();
+        }
+        while b.poll_write().is_some() {}
+        // Packets 50 and 51 are asked for every 50 ms for 600 ms.
+        let mut resent = Vec::new();
+        for k in 0..12u64 {
+            let now = ms(2000 + k * 50);
+            for seq in [50, 51] {
+                b.handle_write(rtp(seq, now, true)).unwrap();
+            }
+            while let Some(p) = b.poll_write() {
+                if let IPacket::Rtp(r) = p.message.packet {
+                    resent.push((k * 50, r.header.sequence_number));
+                }
+            }
+        }
+        // Once a round trip (200 ms) each, not twelve times.
+        let at = |seq| -> Vec<u64> { resent.iter().filter(|r| r.1 == seq).map(|r| r.0).collect() };
+        assert_eq!(at(50), [0, 200, 400]);
+        assert_eq!(at(51), [0, 200, 400]);
+    }
+
     #[test]
     fn retransmissions_follow_what_is_sent_when_that_is_less_than_the_estimate() {
         let target = Arc::new(AtomicU64::new(2_000_000f64.to_bits()));
-        let mut b = RetransmitBudget::new(target);
+        let mut b = RetransmitBudget::new(target, Arc::default());
         let t0 = Instant::now();
         let mut sent = 0;
         // 300 kbit/s of media against a 2 Mbit/s estimate.

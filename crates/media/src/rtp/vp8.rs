@@ -3,7 +3,8 @@
 //!
 //! The frame buffer puts frames back together and hands them to the decoder
 //! in order. When a packet is missing it waits a little (a retransmission
-//! asked for by NACK takes about a round trip), but not for a frame nothing
+//! asked for by NACK takes about a round trip; it waits two, in case the
+//! first retransmission was lost too), but not for a frame nothing
 //! later depends on: frames of the upper temporal layer update no
 //! reference, so a lost one is skipped at once. Only when a base-layer
 //! frame is given up does it ask for a key frame.
@@ -242,13 +243,15 @@ struct Packet {
     key: bool,
 }
 
-/// How long to wait at least and at most for a missing packet, beyond the
-/// round trip its retransmission needs.
+/// How long to wait at least and at most for a missing packet.
 const MIN_WAIT: Duration = Duration::from_millis(80);
-const MAX_WAIT: Duration = Duration::from_millis(450);
-/// NACKs go out on a 100 ms timer: a retransmission comes up to that much
-/// after a plain round trip.
-const NACK_SLACK: Duration = Duration::from_millis(110);
+const MAX_WAIT: Duration = Duration::from_millis(650);
+/// A missing packet is waited for two round trips, so that a lost
+/// retransmission can be asked for again, and this: NACKs go out on a
+/// 50 ms timer, and the sender answers a packet once a round trip, so each
+/// round may start up to 50 ms late. Waiting longer buys nothing: a key
+/// frame asked for then comes about as soon as a third round would.
+const NACK_SLACK: Duration = Duration::from_millis(120);
 /// How soon a key frame is asked for again while none comes: twice the
 /// round trip and this, and not sooner than the minimum.
 const REASK_SLACK: Duration = Duration::from_millis(150);
@@ -316,7 +319,7 @@ impl FrameBuffer {
     }
 
     fn patience(&self) -> Duration {
-        (self.rtt + NACK_SLACK).clamp(MIN_WAIT, MAX_WAIT)
+        (self.rtt * 2 + NACK_SLACK).clamp(MIN_WAIT, MAX_WAIT)
     }
 
     /// Adds a packet that arrived at `now`.
@@ -487,7 +490,10 @@ impl FrameBuffer {
                 self.emit(first, end);
                 continue;
             }
-            if self.arriving(first) {
+            // Nothing at or after `first` yet (the next frame has not
+            // started coming), or what is there has no gap so far: nothing
+            // is missing.
+            if self.highest.is_none_or(|h| h < first) || self.arriving(first) {
                 return;
             }
             // Packets of the frame at `first` are missing. A later frame
@@ -722,6 +728,53 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_starts_when_a_packet_is_missed_not_when_the_frame_before_ended() {
+        let mut tx = Sender::new();
+        let mut rx = FrameBuffer::new();
+        rx.set_rtt(ms(40));
+        let t0 = Instant::now();
+        push_all(&mut rx, t0, &tx.frame(&key_frame(1, 50), Layer::BASE));
+        assert_eq!(frames(&drain(&mut rx, t0)), vec![1]);
+        // The sender pauses a second (nothing is missing meanwhile), then
+        // the next frame's first packet is lost.
+        for t in (0..1000).step_by(10) {
+            assert_eq!(drain(&mut rx, t0 + ms(t)), vec![]);
+        }
+        let next = tx.frame(&delta_frame(2, 250), Layer::BASE);
+        push_all(&mut rx, t0 + ms(1000), &next[1..]);
+        assert_eq!(drain(&mut rx, t0 + ms(1000)), vec![], "waits for it");
+        push_all(&mut rx, t0 + ms(1090), &next[..1]);
+        assert_eq!(frames(&drain(&mut rx, t0 + ms(1090))), vec![2]);
+        assert_eq!(rx.stats().repaired, 1);
+        assert_eq!(rx.stats().given_up, 0);
+    }
+
+    #[test]
+    fn frames_that_come_whole_were_not_repaired() {
+        let mut tx = Sender::new();
+        let mut rx = FrameBuffer::new();
+        let t0 = Instant::now();
+        for n in 0..30u8 {
+            let at = t0 + ms(u64::from(n) * 33);
+            let layer = if n % 2 == 1 {
+                Layer::UPPER
+            } else {
+                Layer::BASE
+            };
+            let data = if n == 0 {
+                key_frame(n, 50)
+            } else {
+                delta_frame(n, 250)
+            };
+            // Polled between frames too, as the receive loop does.
+            drain(&mut rx, at);
+            push_all(&mut rx, at, &tx.frame(&data, layer));
+            assert_eq!(frames(&drain(&mut rx, at)), vec![n]);
+        }
+        assert_eq!(rx.stats().repaired, 0);
+    }
+
+    #[test]
     fn a_lost_upper_layer_frame_is_skipped_without_waiting() {
         let mut tx = Sender::new();
         let mut rx = FrameBuffer::new();
@@ -749,26 +802,28 @@ mod tests {
         push_all(&mut rx, t0, &tx.frame(&delta_frame(3, 50), Layer::UPPER));
         push_all(&mut rx, t0, &tx.frame(&delta_frame(4, 50), Layer::BASE));
         assert_eq!(frames(&drain(&mut rx, t0)), vec![1]);
-        assert_eq!(drain(&mut rx, t0 + ms(100)), vec![], "still waiting");
-        assert_eq!(drain(&mut rx, t0 + ms(160)), vec![Output::NeedKeyFrame]);
+        // A first retransmission would have come by now; a second one,
+        // asked for when the first did not come, may still.
+        assert_eq!(drain(&mut rx, t0 + ms(150)), vec![], "still waiting");
+        assert_eq!(drain(&mut rx, t0 + ms(210)), vec![Output::NeedKeyFrame]);
         // Deltas until then are dropped; the key frame starts over.
         push_all(
             &mut rx,
-            t0 + ms(170),
+            t0 + ms(220),
             &tx.frame(&delta_frame(5, 50), Layer::UPPER),
         );
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(170))), Vec::<u8>::new());
+        assert_eq!(frames(&drain(&mut rx, t0 + ms(220))), Vec::<u8>::new());
         push_all(
             &mut rx,
-            t0 + ms(200),
+            t0 + ms(250),
             &tx.frame(&key_frame(6, 50), Layer::BASE),
         );
         push_all(
             &mut rx,
-            t0 + ms(233),
+            t0 + ms(283),
             &tx.frame(&delta_frame(7, 50), Layer::UPPER),
         );
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(233))), vec![6, 7]);
+        assert_eq!(frames(&drain(&mut rx, t0 + ms(283))), vec![6, 7]);
         assert_eq!(rx.stats().given_up, 1);
     }
 
