@@ -360,9 +360,13 @@ impl Drop for Peers {
 /// One Beckon call from a to b across the network as `sc` sets it up.
 pub(crate) fn run_beckon(net: &Net, sc: &Scenario, o: &CallOptions) -> anyhow::Result<CallRun> {
     let a = net.host("a");
+    let before = a.link().stats();
     a.link().set(Direction::Both, sc.impairment.clone());
     let result = call(net, sc, o);
     a.link().set(Direction::Both, Impairment::clean());
+    let after = a.link().stats();
+    let (up, down) = (after.0.minus(&before.0), after.1.minus(&before.1));
+    println!("xtask: a's link during the call: up {up}; down {down}");
     result
 }
 

@@ -121,6 +121,36 @@ pub struct PathStats {
     pub blocked: u64,
 }
 
+impl PathStats {
+    /// What happened since `earlier` was read.
+    pub fn minus(&self, earlier: &PathStats) -> PathStats {
+        PathStats {
+            offered: self.offered - earlier.offered,
+            delivered: self.delivered - earlier.delivered,
+            delivered_bytes: self.delivered_bytes - earlier.delivered_bytes,
+            lost: self.lost - earlier.lost,
+            queue_drops: self.queue_drops - earlier.queue_drops,
+            outage_drops: self.outage_drops - earlier.outage_drops,
+            blocked: self.blocked - earlier.blocked,
+        }
+    }
+}
+
+impl std::fmt::Display for PathStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} packets offered, {} delivered, {} lost, {} dropped by the queue, {} in outages, {} blocked",
+            self.offered,
+            self.delivered,
+            self.lost,
+            self.queue_drops,
+            self.outage_drops,
+            self.blocked
+        )
+    }
+}
+
 /// A small seeded generator (SplitMix64): the same seed gives the same run.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -8,10 +8,22 @@
 //! Over TCP, TURN messages are framed by their own headers (RFC 8656
 //! §12.5): a STUN message by its length field, ChannelData by its length,
 //! padded to four bytes.
+//!
+//! TCP is a fallback. To ICE the bridged relay looks like any other, and
+//! webrtc-rs keeps the first pair that works: on a lossy path, where a UDP
+//! check was lost, that was often the TCP one, and the call had TCP's
+//! retransmissions (a second of delay at 15 % loss) instead of its own
+//! repairs. So the bridge asks the server over UDP (a STUN Binding, every
+//! 50 ms at first) whether UDP gets through, and opens only when it does
+//! not: no answer in the first half second, or none for five seconds
+//! later on. Until then ICE's requests to the bridge go unanswered (its
+//! TURN client asks again, and gets through once the bridge opens); a
+//! connection already made through the bridge is kept.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -67,17 +79,132 @@ pub(crate) fn to_stream(datagram: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How long the bridge waits for a first answer over UDP before it opens.
+const FIRST_VERDICT: Duration = Duration::from_millis(500);
+/// Silence over UDP, once it answered, after which the bridge opens.
+const UDP_GONE_AFTER: Duration = Duration::from_secs(5);
+/// How often UDP is asked: at first, and once it answered.
+const PROBE_FIRST: Duration = Duration::from_millis(50);
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether the server answers over UDP, and so whether the bridge stays
+/// shut.
+#[derive(Debug)]
+pub(crate) struct UdpVerdict {
+    started: Instant,
+    last_answer: Option<Instant>,
+}
+
+impl UdpVerdict {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            started: now,
+            last_answer: None,
+        }
+    }
+
+    /// The server answered over UDP at `now`.
+    pub(crate) fn answered(&mut self, now: Instant) {
+        self.last_answer = Some(now);
+    }
+
+    /// Whether TCP is needed at `now`: UDP never answered in the first
+    /// moments, or stopped answering.
+    pub(crate) fn tcp_needed(&self, now: Instant) -> bool {
+        match self.last_answer {
+            Some(at) => now.saturating_duration_since(at) >= UDP_GONE_AFTER,
+            None => now.saturating_duration_since(self.started) >= FIRST_VERDICT,
+        }
+    }
+
+    /// How long until the next question.
+    fn probe_gap(&self) -> Duration {
+        if self.last_answer.is_some() {
+            PROBE_EVERY
+        } else {
+            PROBE_FIRST
+        }
+    }
+}
+
+/// A STUN Binding request with this transaction id.
+fn binding_request(id: [u8; 12]) -> Vec<u8> {
+    let mut m = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    m.extend_from_slice(&id);
+    m
+}
+
+/// Whether `datagram` is a Binding success response to `id`.
+fn answers(datagram: &[u8], id: &[u8; 12]) -> bool {
+    datagram.len() >= 20
+        && datagram[..2] == [0x01, 0x01]
+        && datagram[4..8] == [0x21, 0x12, 0xa4, 0x42]
+        && datagram[8..20] == id[..]
+}
+
+/// Asks `server` over UDP, for as long as the bridge runs, whether UDP
+/// gets through.
+async fn probe(server: String, verdict: Arc<Mutex<UdpVerdict>>) {
+    let Some(addr) = tokio::net::lookup_host(&server)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        tracing::debug!(%server, "TURN over TCP: the server's name does not resolve");
+        return;
+    };
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let Ok(socket) = UdpSocket::bind(bind).await else {
+        return;
+    };
+    let id: [u8; 12] = rand::random();
+    let request = binding_request(id);
+    let mut buf = [0u8; 1500];
+    loop {
+        // A failed send (no route: the network is down) is a question
+        // without an answer.
+        let _ = socket.send_to(&request, addr).await;
+        let gap = lock(&verdict).probe_gap();
+        let until = tokio::time::Instant::now() + gap;
+        loop {
+            match tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await {
+                Err(_) => break,
+                Ok(Ok((n, from))) => {
+                    if from == addr && answers(&buf[..n], &id) {
+                        lock(&verdict).answered(Instant::now());
+                    }
+                }
+                // An error the network reported (unreachable): no answer.
+                Ok(Err(_)) => {
+                    tokio::time::sleep_until(until).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn lock(v: &Mutex<UdpVerdict>) -> std::sync::MutexGuard<'_, UdpVerdict> {
+    v.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A running bridge to one TCP TURN server; stops when dropped.
 #[derive(Debug)]
 pub(crate) struct TcpTurnBridge {
     /// Where ICE sends its TURN traffic.
     pub(crate) local: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for TcpTurnBridge {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -89,8 +216,12 @@ impl TcpTurnBridge {
         std_socket.set_nonblocking(true)?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local = socket.local_addr()?;
-        let task = tokio::spawn(serve(socket, server));
-        Ok(Self { local, task })
+        let verdict = Arc::new(Mutex::new(UdpVerdict::new(Instant::now())));
+        let tasks = [
+            tokio::spawn(probe(server.clone(), verdict.clone())),
+            tokio::spawn(serve(socket, server, verdict)),
+        ];
+        Ok(Self { local, tasks })
     }
 }
 
@@ -125,8 +256,9 @@ pub(crate) fn bridged(
 }
 
 /// Datagrams from each of ICE's sockets go to that socket's own TCP
-/// connection; what the server sends back returns to the same socket.
-async fn serve(socket: Arc<UdpSocket>, server: String) {
+/// connection; what the server sends back returns to the same socket. A
+/// socket gets a connection only while UDP does not get through.
+async fn serve(socket: Arc<UdpSocket>, server: String, verdict: Arc<Mutex<UdpVerdict>>) {
     let mut streams: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -135,6 +267,10 @@ async fn serve(socket: Arc<UdpSocket>, server: String) {
         };
         let datagram = buf[..n].to_vec();
         let alive = streams.get(&from).is_some_and(|tx| !tx.is_closed());
+        if !alive && !lock(&verdict).tcp_needed(Instant::now()) {
+            tracing::trace!(%server, "TURN over TCP: UDP gets through; not bridging");
+            continue;
+        }
         if !alive {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(carry(socket.clone(), from, server.clone(), rx));
@@ -217,6 +353,98 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bridge_opens_only_while_udp_does_not_answer() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut v = UdpVerdict::new(t0);
+        assert!(!v.tcp_needed(ms(100)), "waiting for a first answer");
+        assert!(v.tcp_needed(ms(500)), "no answer: UDP is blocked");
+        v.answered(ms(600));
+        assert!(!v.tcp_needed(ms(700)), "UDP answers");
+        assert!(!v.tcp_needed(ms(5500)), "a few probes lost");
+        assert!(v.tcp_needed(ms(5600)), "UDP stopped answering");
+        let mut fast = UdpVerdict::new(t0);
+        fast.answered(ms(20));
+        assert!(!fast.tcp_needed(ms(3000)));
+    }
+
+    #[test]
+    fn only_a_binding_success_for_our_question_is_an_answer() {
+        let id = [9u8; 12];
+        let request = binding_request(id);
+        assert_eq!(request.len(), 20);
+        assert!(!answers(&request, &id), "our own request");
+        let mut success = request.clone();
+        success[..2].copy_from_slice(&[0x01, 0x01]);
+        assert!(answers(&success, &id));
+        assert!(!answers(&success, &[8u8; 12]), "someone else's");
+        assert!(!answers(&success[..19], &id), "truncated");
+        let mut error = success.clone();
+        error[1] = 0x11;
+        assert!(!answers(&error, &id), "an error response");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_over_udp_keeps_the_bridge_shut() {
+        // A STUN server on loopback: UDP answers, so the bridge never
+        // connects over TCP (nothing listens there; a connection attempt
+        // would show as an accepted stream).
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                let mut reply = buf[..n].to_vec();
+                reply[..2].copy_from_slice(&[0x01, 0x01]);
+                let _ = udp.send_to(&reply, from).await;
+            }
+        });
+        let bridge = TcpTurnBridge::start(format!("127.0.0.1:{port}")).unwrap();
+        let ice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for _ in 0..10 {
+            ice.send_to(&binding_request([1; 12]), bridge.local)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), tcp.accept()).await;
+        assert!(accepted.is_err(), "the bridge connected over TCP");
+    }
+
+    #[tokio::test]
+    async fn a_server_silent_over_udp_is_reached_over_tcp() {
+        // UDP is bound but never answers: after the first half second the
+        // bridge carries ICE's requests over TCP.
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let bridge = TcpTurnBridge::start(format!("127.0.0.1:{port}")).unwrap();
+        let ice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        ice.send_to(&binding_request([1; 12]), bridge.local)
+            .await
+            .unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(300), tcp.accept()).await;
+        assert!(early.is_err(), "bridged before UDP had its chance");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ice.send_to(&binding_request([2; 12]), bridge.local)
+            .await
+            .unwrap();
+        let (mut stream, _) = tokio::time::timeout(Duration::from_secs(2), tcp.accept())
+            .await
+            .expect("no TCP connection")
+            .unwrap();
+        let mut got = [0u8; 20];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(got.to_vec(), binding_request([2; 12]));
+        drop(udp);
+    }
+
+    #[test]
     fn messages_are_cut_from_the_stream_however_it_arrives() {
         let stun = {
             let mut m = vec![0x00, 0x01, 0x00, 0x08];
@@ -278,6 +506,8 @@ mod tests {
             }
         });
         let bridge = TcpTurnBridge::start(addr.to_string()).unwrap();
+        // Nothing answers over UDP: the bridge opens after its first wait.
+        tokio::time::sleep(FIRST_VERDICT + Duration::from_millis(100)).await;
         let ice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let channel = [0x40, 0x01, 0x00, 0x03, 9, 8, 7];
         ice.send_to(&channel, bridge.local).await.unwrap();
