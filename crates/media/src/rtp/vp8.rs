@@ -252,6 +252,10 @@ const MAX_WAIT: Duration = Duration::from_millis(650);
 /// round may start up to 50 ms late. Waiting longer buys nothing: a key
 /// frame asked for then comes about as soon as a third round would.
 const NACK_SLACK: Duration = Duration::from_millis(120);
+/// A lost upper-layer frame is waited for a round trip and this, when that
+/// comes to at most [`MAX_UPPER_WAIT`]; otherwise it is skipped at once.
+const UPPER_SLACK: Duration = Duration::from_millis(60);
+const MAX_UPPER_WAIT: Duration = Duration::from_millis(100);
 /// How soon a key frame is asked for again while none comes: twice the
 /// round trip and this, and not sooner than the minimum.
 const REASK_SLACK: Duration = Duration::from_millis(150);
@@ -316,6 +320,13 @@ impl FrameBuffer {
     /// is waited for.
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.rtt = rtt;
+    }
+
+    /// How long a frame nothing needs is waited for: a round trip and
+    /// a NACK interval, when that is short; else not at all.
+    fn upper_patience(&self) -> Option<Duration> {
+        let wait = self.rtt + UPPER_SLACK;
+        (wait <= MAX_UPPER_WAIT).then_some(wait)
     }
 
     fn patience(&self) -> Duration {
@@ -506,6 +517,18 @@ impl FrameBuffer {
                 .find(|&k| self.independent(k));
             if let Some(k) = later {
                 let key = self.packets[&k].key;
+                // On a short round trip the retransmission of an upper-layer
+                // frame is worth a moment's wait (the frame is shown, not
+                // dropped); on a long one it would hold up the frames after
+                // it longer than a skipped frame shows.
+                let since = *self.stalled_since.get_or_insert(now);
+                if !key
+                    && self
+                        .upper_patience()
+                        .is_some_and(|wait| now.duration_since(since) < wait)
+                {
+                    return;
+                }
                 self.packets.retain(|&s, _| s >= k);
                 self.next = Some(k);
                 self.stalled_since = None;
@@ -775,9 +798,39 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_upper_layer_frame_is_skipped_without_waiting() {
+    fn a_lost_upper_layer_frame_is_waited_for_briefly_on_a_short_round_trip() {
         let mut tx = Sender::new();
         let mut rx = FrameBuffer::new();
+        rx.set_rtt(ms(10));
+        let t0 = Instant::now();
+        push_all(&mut rx, t0, &tx.frame(&key_frame(1, 50), Layer::BASE));
+        let upper = tx.frame(&delta_frame(2, 250), Layer::UPPER);
+        push_all(&mut rx, t0, &upper[..1]);
+        push_all(&mut rx, t0, &tx.frame(&delta_frame(3, 250), Layer::BASE));
+        assert_eq!(frames(&drain(&mut rx, t0 + ms(40))), vec![1], "waiting");
+        // The retransmission comes: the frame is shown.
+        push_all(&mut rx, t0 + ms(50), &upper[1..]);
+        assert_eq!(frames(&drain(&mut rx, t0 + ms(50))), vec![2, 3]);
+        // Lost again, and not retransmitted: skipped after the short wait.
+        let lost = tx.frame(&delta_frame(4, 250), Layer::UPPER);
+        push_all(&mut rx, t0 + ms(66), &lost[..1]);
+        push_all(
+            &mut rx,
+            t0 + ms(99),
+            &tx.frame(&delta_frame(5, 50), Layer::BASE),
+        );
+        assert_eq!(frames(&drain(&mut rx, t0 + ms(150))), Vec::<u8>::new());
+        let out = drain(&mut rx, t0 + ms(170));
+        assert_eq!(frames(&out), vec![5]);
+        assert!(!out.contains(&Output::NeedKeyFrame));
+        assert_eq!(rx.stats().skipped, 1);
+    }
+
+    #[test]
+    fn a_lost_upper_layer_frame_is_skipped_without_waiting_on_a_long_round_trip() {
+        let mut tx = Sender::new();
+        let mut rx = FrameBuffer::new();
+        rx.set_rtt(ms(200));
         let now = Instant::now();
         push_all(&mut rx, now, &tx.frame(&key_frame(1, 50), Layer::BASE));
         let upper = tx.frame(&delta_frame(2, 250), Layer::UPPER);
