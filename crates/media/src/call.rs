@@ -186,6 +186,9 @@ pub struct SendStats {
     pub audio_packets: u64,
     /// The video bitrate the encoder aims at, kbit/s.
     pub video_kbps: u32,
+    /// The size and frame rate the camera is sent at, or paused (no room
+    /// for video beside the audio, or the camera is off).
+    pub video_step: crate::ladder::Step,
 }
 
 struct Inner {
@@ -580,6 +583,7 @@ impl CallMedia {
             encode_ms: c.encode_us.load(Ordering::Relaxed) as f64 / 1000.0 / frames.max(1) as f64,
             audio_packets: c.audio_sent.load(Ordering::Relaxed),
             video_kbps: c.bitrate_kbps.load(Ordering::Relaxed),
+            video_step: c.step(),
         }
     }
 
@@ -873,13 +877,13 @@ async fn bitrate_loop(inner: std::sync::Weak<Inner>) {
                 (estimate, crate::peer::link::audio_bps(l.audio_copies()))
             })
             .filter(|(b, _)| *b > 0.0)
-            .map(|(estimate, audio)| video_budget_kbps(estimate, audio))
+            .map(|(estimate, audio)| video_room_kbps(estimate, audio))
             .min();
-        if let Some(video_kbps) = slowest {
-            inner
-                .controls
-                .bitrate_kbps
-                .store(video_kbps, Ordering::Relaxed);
+        if let Some(room) = slowest {
+            let c = &inner.controls;
+            c.video_room_kbps.store(room, Ordering::Relaxed);
+            c.bitrate_kbps
+                .store(room.max(MIN_VIDEO_KBPS), Ordering::Relaxed);
         }
         let loss = links
             .iter()
@@ -952,9 +956,12 @@ async fn network_watch(inner: std::sync::Weak<Inner>) {
 /// What video may use of a path estimated at `estimate_bps` that carries
 /// `audio_bps` of audio: a margin below the estimate (an encoder
 /// overshoots, and nothing paces it), less the audio.
-fn video_budget_kbps(estimate_bps: f64, audio_bps: f64) -> u32 {
-    ((estimate_bps * 0.85 - audio_bps) / 1000.0).clamp(80.0, 2500.0) as u32
+fn video_room_kbps(estimate_bps: f64, audio_bps: f64) -> u32 {
+    ((estimate_bps * 0.85 - audio_bps) / 1000.0).clamp(1.0, 2500.0) as u32
 }
+
+/// The encoder aims at no less than this (a paused camera sends nothing).
+const MIN_VIDEO_KBPS: u32 = 80;
 
 /// The loss the Opus FEC is sized for, from the loss a receiver reported
 /// (percent): a little even on a clean path, and somewhat more than seen.
@@ -968,19 +975,19 @@ mod tests {
 
     #[test]
     fn video_leaves_room_below_the_estimate_and_for_audio() {
-        assert_eq!(video_budget_kbps(1_500_000.0, 56_000.0), 1219);
-        assert_eq!(video_budget_kbps(300_000.0, 56_000.0), 199);
+        assert_eq!(video_room_kbps(1_500_000.0, 56_000.0), 1219);
+        assert_eq!(video_room_kbps(300_000.0, 56_000.0), 199);
         assert_eq!(
-            video_budget_kbps(600_000.0, 120_000.0),
+            video_room_kbps(600_000.0, 120_000.0),
             390,
             "audio with copies"
         );
         assert_eq!(
-            video_budget_kbps(50_000.0, 56_000.0),
-            80,
-            "never below the floor"
+            video_room_kbps(50_000.0, 56_000.0),
+            1,
+            "no room: the camera pauses"
         );
-        assert_eq!(video_budget_kbps(1e9, 56_000.0), 2500);
+        assert_eq!(video_room_kbps(1e9, 56_000.0), 2500);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod call;
 pub mod codec;
 pub mod convert;
 pub mod frame;
+pub mod ladder;
 pub mod peer;
 pub mod pipeline;
 pub mod rtp;

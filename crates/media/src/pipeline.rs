@@ -15,6 +15,7 @@ use crate::MediaError;
 use crate::codec::opus::OpusEncoder;
 use crate::codec::vp8::{EncodedFrame, Vp8Config, Vp8Decoder, Vp8Encoder};
 use crate::frame::{VideoFrame, now_us};
+use crate::ladder::{FrameGate, Ladder, Step};
 use crate::source::{AudioSource, VideoSource};
 
 /// Receives decoded (or local preview) pictures. Called on a media thread;
@@ -59,6 +60,12 @@ pub struct SendControls {
     pub key_frame: AtomicBool,
     /// Target video bitrate (kbit/s); 0 leaves the encoder's default.
     pub bitrate_kbps: AtomicU32,
+    /// What the slowest path leaves for video (kbit/s), which picks the
+    /// picture size and frame rate (see [`crate::ladder`]); 0 while unknown.
+    pub video_room_kbps: AtomicU32,
+    /// What the camera thread sends now: width << 32 | height << 16 | fps,
+    /// or 0 while video is paused for want of bandwidth (or not started).
+    pub video_step: AtomicU64,
     /// Video frames encoded and sent.
     pub frames_sent: AtomicU64,
     /// Total encode time, microseconds.
@@ -78,12 +85,37 @@ impl SendControls {
             mic_on: AtomicBool::new(mic_on),
             key_frame: AtomicBool::new(false),
             bitrate_kbps: AtomicU32::new(0),
+            video_room_kbps: AtomicU32::new(0),
+            video_step: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
             encode_us: AtomicU64::new(0),
             audio_sent: AtomicU64::new(0),
             audio_loss_pct: AtomicU32::new(INITIAL_AUDIO_LOSS_PCT),
             stop: AtomicBool::new(false),
         })
+    }
+
+    /// What the camera thread sends now (see [`Self::video_step`]).
+    pub fn step(&self) -> Step {
+        let v = self.video_step.load(Ordering::Relaxed);
+        if v == 0 {
+            return Step::Paused;
+        }
+        Step::Send {
+            width: (v >> 32) as u32,
+            height: (v >> 16 & 0xffff) as u32,
+            fps: (v & 0xffff) as u32,
+        }
+    }
+
+    fn set_step(&self, step: Step) {
+        let v = match step {
+            Step::Send { width, height, fps } => {
+                u64::from(width) << 32 | u64::from(height & 0xffff) << 16 | u64::from(fps & 0xffff)
+            }
+            Step::Paused => 0,
+        };
+        self.video_step.store(v, Ordering::Relaxed);
     }
 }
 
@@ -155,6 +187,8 @@ fn video_loop(
     events: &SyncSender<PipelineEvent>,
 ) {
     let mut encoder: Option<Vp8Encoder> = None;
+    let mut ladder: Option<Ladder> = None;
+    let mut gate = FrameGate::default();
     let mut last = Instant::now();
     while !controls.stop.load(Ordering::Relaxed) {
         let frame = source
@@ -176,12 +210,48 @@ fn video_loop(
         }
         if !controls.camera_on.load(Ordering::Relaxed) {
             encoder = None;
+            controls.set_step(Step::Paused);
             continue;
         }
-        let fps = source.lock().unwrap_or_else(|p| p.into_inner()).info().fps;
+        let source_fps = source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .info()
+            .fps
+            .max(1);
+        let ladder = match &mut ladder {
+            Some(l) if l.source() == (frame.width, frame.height, source_fps) => l,
+            slot => slot.insert(Ladder::new(frame.width, frame.height, source_fps)),
+        };
+        let now = Instant::now();
+        let step = match controls.video_room_kbps.load(Ordering::Relaxed) {
+            0 => ladder.step(),
+            room => ladder.update(now, room),
+        };
+        controls.set_step(step);
+        let Step::Send { width, height, fps } = step else {
+            // No room for video: the call goes on as voice, and resumes
+            // with a key frame.
+            encoder = None;
+            continue;
+        };
+        if !gate.admit(now, fps, source_fps) {
+            continue;
+        }
+        let frame = if (width, height) == (frame.width, frame.height) {
+            frame
+        } else {
+            match scaled(&frame, width, height) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scaling failed; frame dropped");
+                    continue;
+                }
+            }
+        };
         let needs_new = encoder.as_ref().is_none_or(|e| {
             let c = e.config();
-            (c.width, c.height) != (frame.width, frame.height)
+            (c.width, c.height, c.fps) != (frame.width, frame.height, fps)
         });
         if needs_new {
             match Vp8Encoder::new(Vp8Config::realtime(frame.width, frame.height, fps)) {
@@ -219,6 +289,27 @@ fn video_loop(
             Err(e) => tracing::warn!(error = %e, "encoding failed; frame dropped"),
         }
     }
+}
+
+/// `frame` at the ladder's size.
+fn scaled(frame: &VideoFrame, width: u32, height: u32) -> Result<VideoFrame, MediaError> {
+    let mut data = Vec::new();
+    let (w, h) = crate::convert::scale_i420(
+        &frame.data,
+        frame.width,
+        frame.height,
+        &mut data,
+        width,
+        height,
+        crate::convert::Filter::Bilinear,
+    )
+    .map_err(|e| MediaError::Codec(format!("scaling: {e}")))?;
+    Ok(VideoFrame {
+        width: w,
+        height: h,
+        data: data.into(),
+        timestamp_us: frame.timestamp_us,
+    })
 }
 
 /// The microphone thread: capture, encode, send.
@@ -525,6 +616,80 @@ mod tests {
             .collect();
         assert_eq!(sizes.first(), Some(&320));
         assert_eq!(sizes.last(), Some(&640));
+    }
+
+    #[test]
+    fn a_narrow_path_gets_a_smaller_picture_and_then_none() {
+        let sink = Arc::new(Collect::default());
+        let controls = SendControls::new(true, true);
+        let (etx, _erx) = sync_channel(10);
+        controls.video_room_kbps.store(100, Ordering::Relaxed);
+        let sender = VideoSender::start(
+            me(),
+            Box::new(SyntheticCamera::new(640, 480, 30)),
+            controls.clone(),
+            sink.clone(),
+            None,
+            etx,
+        );
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < until, "{what}: {:?}", controls.step());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_for("a quarter of the pixels", &|| {
+            controls.step()
+                == Step::Send {
+                    width: 320,
+                    height: 240,
+                    fps: 30,
+                }
+        });
+        let smaller = sink.video.lock().unwrap().len();
+        // No room left beside the audio: the camera pauses.
+        controls.video_room_kbps.store(5, Ordering::Relaxed);
+        wait_for("paused", &|| controls.step() == Step::Paused);
+        std::thread::sleep(Duration::from_millis(100));
+        let paused = sink.video.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            sink.video.lock().unwrap().len(),
+            paused,
+            "nothing while paused"
+        );
+        drop(sender);
+        let frames = sink.video.lock().unwrap();
+        let mut dec = Vp8Decoder::new().unwrap();
+        let sizes: Vec<(u32, Option<u32>)> = frames
+            .iter()
+            .map(|f| {
+                let pic = dec.decode(&f.data, 0).ok().flatten();
+                (
+                    pic.as_ref().map_or(0, |p| p.width),
+                    pic.as_ref().and_then(read_stamp).map(|s| s.frame),
+                )
+            })
+            .collect();
+        assert_eq!(sizes.first().map(|s| s.0), Some(640), "full size first");
+        let first_small = sizes
+            .iter()
+            .position(|s| s.0 == 320)
+            .expect("smaller pictures");
+        assert!(first_small <= smaller, "{sizes:?}");
+        assert!(
+            sizes[first_small..paused].iter().all(|s| s.0 == 320),
+            "{sizes:?}"
+        );
+        assert!(
+            frames[first_small].key,
+            "the smaller picture starts with a key frame"
+        );
+        assert!(
+            sizes.iter().all(|s| s.1.is_some()),
+            "every picture keeps its stamp"
+        );
     }
 
     #[test]

@@ -370,6 +370,7 @@ impl MediaSession {
             "sent_frames": send.frames_sent,
             "encode_ms": round2(send.encode_ms),
             "video_kbps": send.video_kbps,
+            "video_sent": send.video_step.to_string(),
             "members": members,
         })
     }
@@ -433,6 +434,7 @@ impl MediaSession {
             "secs": self.started.elapsed().as_secs_f64(),
             "sent_frames": send.frames_sent,
             "encode_ms": round2(send.encode_ms),
+            "video_sent": send.video_step.to_string(),
             "members": members,
         })
     }

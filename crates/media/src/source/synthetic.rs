@@ -76,27 +76,41 @@ fn block_origin(width: u32, i: usize) -> (usize, usize) {
 }
 
 /// Reads the stamp back from a (decoded) frame; `None` when it does not
-/// check out (not a pattern frame, or damaged).
+/// check out (not a pattern frame, or damaged). A frame the sender scaled
+/// down (to 3/4, 1/2 or 1/4 of the pattern's width) reads too.
 pub fn read_stamp(frame: &VideoFrame) -> Option<Stamp> {
-    let b = block_size(frame.width);
+    let w = frame.width;
+    [w, w * 4 / 3, w * 2, w * 4]
+        .into_iter()
+        .filter(|&drawn| drawn >= 160)
+        .find_map(|drawn| read_stamp_drawn_at(frame, drawn))
+}
+
+/// The stamp of a pattern drawn `drawn` pixels wide and shown at the
+/// frame's width.
+fn read_stamp_drawn_at(frame: &VideoFrame, drawn: u32) -> Option<Stamp> {
+    let scale = f64::from(frame.width) / f64::from(drawn);
+    let at = |v: usize| (v as f64 * scale) as usize;
+    let b = block_size(drawn);
     let (w, y) = (frame.width as usize, frame.y());
-    let (_, last_y) = block_origin(frame.width, STAMP_BITS - 1);
-    if last_y + b > frame.height as usize {
+    let (_, last_y) = block_origin(drawn, STAMP_BITS - 1);
+    if at(last_y + b) > frame.height as usize || at(b) < 2 {
         return None;
     }
     let mut payload = 0u64;
     let mut crc = 0u8;
     for i in 0..STAMP_BITS {
-        let (x0, y0) = block_origin(frame.width, i);
+        let (x0, y0) = block_origin(drawn, i);
         // Average the middle of the block: edges bleed under compression.
-        let (lo, hi) = (b / 4, b - b / 4);
+        let (xs, xe) = (at(x0) + at(b) / 4, at(x0) + at(b) - at(b) / 4);
+        let (ys, ye) = (at(y0) + at(b) / 4, at(y0) + at(b) - at(b) / 4);
         let mut sum = 0u32;
-        for yy in y0 + lo..y0 + hi {
-            for xx in x0 + lo..x0 + hi {
+        for yy in ys..ye {
+            for xx in xs..xe {
                 sum += u32::from(y[yy * w + xx]);
             }
         }
-        let bit = sum / ((hi - lo) * (hi - lo)) as u32 > 128;
+        let bit = sum / ((xe - xs) * (ye - ys)).max(1) as u32 > 128;
         if i < 64 {
             payload = payload << 1 | u64::from(bit);
         } else {
@@ -405,6 +419,36 @@ mod tests {
                 }),
                 "{w}x{h}"
             );
+        }
+    }
+
+    #[test]
+    fn the_stamp_reads_back_from_a_scaled_down_and_compressed_pattern() {
+        use crate::codec::vp8::{Vp8Config, Vp8Decoder, Vp8Encoder};
+        use crate::convert::{Filter, scale_i420};
+        let want = Stamp {
+            frame: 4242,
+            capture_us: 123_456_789,
+        };
+        let full = TestPattern::new(640, 480).frame(want.frame, want.capture_us);
+        for (w, h, kbps) in [(480, 360, 170), (320, 240, 76), (320, 240, 38)] {
+            let mut data = Vec::new();
+            scale_i420(&full.data, 640, 480, &mut data, w, h, Filter::Bilinear).unwrap();
+            let small = VideoFrame::new(w, h, data, 0).unwrap();
+            assert_eq!(read_stamp(&small), Some(want), "{w}x{h} raw");
+            let mut config = Vp8Config::realtime(w, h, 30);
+            config.bitrate_kbps = kbps;
+            let mut enc = Vp8Encoder::new(config).unwrap();
+            let mut dec = Vp8Decoder::new().unwrap();
+            let mut read = None;
+            for _ in 0..10 {
+                if let Some(p) = enc.encode(&small).unwrap()
+                    && let Some(pic) = dec.decode(&p.data, 0).unwrap()
+                {
+                    read = read_stamp(&pic);
+                }
+            }
+            assert_eq!(read, Some(want), "{w}x{h} at {kbps} kbit/s");
         }
     }
 

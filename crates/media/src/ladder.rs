@@ -1,0 +1,375 @@
+//! What the camera sends at a given bitrate: full size and frame rate
+//! while the path carries them, then a smaller picture, then fewer frames,
+//! and below a floor no video at all (the call goes on as voice).
+//!
+//! A bitrate spread over fewer pixels looks better than the same bitrate
+//! smeared over a full-size picture, which is what a browser does too
+//! (Chromium keeps a camera's frame rate and lowers its resolution first).
+//! Steps down wait for the budget to stay low for a moment, so a short dip
+//! does not cost a key frame; steps up wait longer and need a margin, so
+//! the ladder does not flap between two rungs; a resume after a pause
+//! that did not last waits twice as long as the one before.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use beckon_media::ladder::{Ladder, Step};
+//! let t0 = Instant::now();
+//! let mut ladder = Ladder::new(640, 480, 30);
+//! assert_eq!(ladder.update(t0, 1000), Step::Send { width: 640, height: 480, fps: 30 });
+//! // Under a tight cap, after a moment: a quarter of the pixels.
+//! ladder.update(t0 + Duration::from_millis(100), 100);
+//! let later = ladder.update(t0 + Duration::from_secs(3), 100);
+//! assert_eq!(later, Step::Send { width: 320, height: 240, fps: 30 });
+//! ```
+
+use std::time::{Duration, Instant};
+
+/// What to send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Pictures of this size, at most this many a second.
+    Send {
+        /// Pixels across (even).
+        width: u32,
+        /// Pixels down (even).
+        height: u32,
+        /// Frames a second.
+        fps: u32,
+    },
+    /// No video: the path has no room for it beside the audio.
+    Paused,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Send { width, height, fps } => write!(f, "{width}x{height}@{fps}"),
+            Step::Paused => f.write_str("paused"),
+        }
+    }
+}
+
+/// Bits a pixel needs for a watchable picture: 640×480 at 30 fps wants
+/// about 300 kbit/s.
+const BITS_PER_PIXEL: f64 = 0.033;
+/// No rung asks for less than this; below it, video pauses.
+pub const FLOOR_KBPS: u32 = 30;
+/// The budget must stay under the rung's need this long before stepping
+/// down.
+const DOWN_AFTER: Duration = Duration::from_secs(2);
+/// ... and over the next rung's need, with [`UP_MARGIN`], this long before
+/// stepping up.
+const UP_AFTER: Duration = Duration::from_secs(4);
+const UP_MARGIN: f64 = 1.25;
+/// A pause lasts at least this long, doubling (to [`MAX_RESUME`]) each
+/// time video pauses again within [`RESUME_HELD`] of resuming.
+const FIRST_RESUME: Duration = Duration::from_secs(3);
+const MAX_RESUME: Duration = Duration::from_secs(30);
+const RESUME_HELD: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rung {
+    width: u32,
+    height: u32,
+    fps: u32,
+    kbps: u32,
+}
+
+/// Chooses the rung for the budget, one camera source at a time.
+#[derive(Debug, Clone)]
+pub struct Ladder {
+    source: (u32, u32, u32),
+    rungs: Vec<Rung>,
+    /// The rung in use; `None` while paused.
+    at: Option<usize>,
+    /// Since when the budget has been under the current rung's need.
+    below_since: Option<Instant>,
+    /// Since when it has been over the next rung's need (with margin).
+    above_since: Option<Instant>,
+    paused_at: Option<Instant>,
+    resumed_at: Option<Instant>,
+    resume_wait: Duration,
+}
+
+impl Ladder {
+    /// The ladder for a camera of this size and frame rate, starting at the
+    /// top.
+    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+        let fps = fps.max(1);
+        let mut rungs: Vec<Rung> = Vec::new();
+        let mut push = |num: u32, den: u32, fps: u32| {
+            let (w, h) = ((width * num / den) & !1, (height * num / den) & !1);
+            // Not smaller than a thumbnail, and not the same as the last.
+            if w < 160 && num != den {
+                return;
+            }
+            let kbps = ((f64::from(w * h) * f64::from(fps) * BITS_PER_PIXEL / 1000.0) as u32)
+                .max(FLOOR_KBPS);
+            let rung = Rung {
+                width: w.max(2),
+                height: h.max(2),
+                fps,
+                kbps,
+            };
+            if rungs
+                .last()
+                .is_none_or(|r| (r.width, r.height, r.fps) != (rung.width, rung.height, rung.fps))
+            {
+                rungs.push(rung);
+            }
+        };
+        push(1, 1, fps);
+        push(3, 4, fps);
+        push(1, 2, fps);
+        push(1, 2, fps.div_ceil(2));
+        push(1, 4, fps.div_ceil(2));
+        Self {
+            source: (width, height, fps),
+            rungs,
+            at: Some(0),
+            below_since: None,
+            above_since: None,
+            paused_at: None,
+            resumed_at: None,
+            resume_wait: FIRST_RESUME,
+        }
+    }
+
+    /// The camera this ladder is for.
+    pub fn source(&self) -> (u32, u32, u32) {
+        self.source
+    }
+
+    /// What to send at `now`, given what the path leaves for video
+    /// (kbit/s; call it every frame or so).
+    pub fn update(&mut self, now: Instant, budget_kbps: u32) -> Step {
+        match self.at {
+            Some(i) => self.sending(now, i, budget_kbps),
+            None => self.paused(now, budget_kbps),
+        }
+        self.step()
+    }
+
+    /// What is being sent, without a new budget.
+    pub fn step(&self) -> Step {
+        match self.at {
+            Some(i) => {
+                let r = self.rungs[i];
+                Step::Send {
+                    width: r.width,
+                    height: r.height,
+                    fps: r.fps,
+                }
+            }
+            None => Step::Paused,
+        }
+    }
+
+    fn sending(&mut self, now: Instant, i: usize, budget: u32) {
+        if budget < self.rungs[i].kbps {
+            self.above_since = None;
+            let since = *self.below_since.get_or_insert(now);
+            if now.duration_since(since) < DOWN_AFTER {
+                return;
+            }
+            self.below_since = None;
+            // Straight to the rung the budget fits, or no video.
+            match (i + 1..self.rungs.len()).find(|&j| budget >= self.rungs[j].kbps) {
+                Some(j) => self.at = Some(j),
+                None if budget < FLOOR_KBPS => self.pause(now),
+                None => self.at = Some(self.rungs.len() - 1),
+            }
+            return;
+        }
+        self.below_since = None;
+        let Some(up) = i.checked_sub(1) else {
+            return;
+        };
+        if f64::from(budget) < f64::from(self.rungs[up].kbps) * UP_MARGIN {
+            self.above_since = None;
+            return;
+        }
+        let since = *self.above_since.get_or_insert(now);
+        if now.duration_since(since) >= UP_AFTER {
+            self.above_since = None;
+            self.at = Some(up);
+        }
+    }
+
+    fn pause(&mut self, now: Instant) {
+        // Paused again soon after a resume: that resume did not hold, wait
+        // longer before the next.
+        if self
+            .resumed_at
+            .is_some_and(|t| now.duration_since(t) < RESUME_HELD)
+        {
+            self.resume_wait = (self.resume_wait * 2).min(MAX_RESUME);
+        } else {
+            self.resume_wait = FIRST_RESUME;
+        }
+        self.at = None;
+        self.paused_at = Some(now);
+        self.above_since = None;
+    }
+
+    fn paused(&mut self, now: Instant, budget: u32) {
+        let lowest = self.rungs.len() - 1;
+        if f64::from(budget) < f64::from(self.rungs[lowest].kbps) * UP_MARGIN {
+            self.above_since = None;
+            return;
+        }
+        let since = *self.above_since.get_or_insert(now);
+        let waited = self
+            .paused_at
+            .is_none_or(|t| now.duration_since(t) >= self.resume_wait);
+        if waited && now.duration_since(since) >= UP_AFTER.min(self.resume_wait) {
+            self.above_since = None;
+            self.at = Some(lowest);
+            self.resumed_at = Some(now);
+        }
+    }
+}
+
+/// Lets frames through at most `fps` a second from a faster source.
+#[derive(Debug, Clone, Default)]
+pub struct FrameGate {
+    next: Option<Instant>,
+}
+
+impl FrameGate {
+    /// Whether the frame captured at `now` is sent.
+    pub fn admit(&mut self, now: Instant, fps: u32, source_fps: u32) -> bool {
+        if fps >= source_fps {
+            self.next = None;
+            return true;
+        }
+        let interval = Duration::from_secs(1) / fps.max(1);
+        match self.next {
+            Some(next) if now + interval / 4 < next => false,
+            _ => {
+                // From when this frame was due, so the rate does not drift
+                // below `fps` with the source's timing; from now after a gap.
+                let base = self.next.filter(|n| now < *n + interval).unwrap_or(now);
+                self.next = Some(base + interval);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn send(width: u32, height: u32, fps: u32) -> Step {
+        Step::Send { width, height, fps }
+    }
+
+    /// Feeds `budget` every 100 ms from `from` for `secs`; the last step.
+    fn hold(l: &mut Ladder, t0: Instant, from: u64, secs: u64, budget: u32) -> Step {
+        let mut step = l.step();
+        for i in 0..secs * 10 {
+            step = l.update(t0 + ms(from + i * 100), budget);
+        }
+        step
+    }
+
+    #[test]
+    fn the_rungs_of_a_vga_camera() {
+        let l = Ladder::new(640, 480, 30);
+        let rungs: Vec<_> = l
+            .rungs
+            .iter()
+            .map(|r| (r.width, r.height, r.fps, r.kbps))
+            .collect();
+        assert_eq!(
+            rungs,
+            [
+                (640, 480, 30, 304),
+                (480, 360, 30, 171),
+                (320, 240, 30, 76),
+                (320, 240, 15, 38),
+                (160, 120, 15, 30),
+            ]
+        );
+        // A small camera has fewer: nothing under 160 pixels across.
+        let small = Ladder::new(320, 240, 15);
+        assert_eq!(small.rungs.last().map(|r| r.width), Some(160));
+        assert!(small.rungs.iter().all(|r| r.width >= 160));
+    }
+
+    #[test]
+    fn a_short_dip_changes_nothing() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(640, 480, 30);
+        assert_eq!(hold(&mut l, t0, 0, 1, 150), send(640, 480, 30));
+        assert_eq!(hold(&mut l, t0, 1000, 5, 800), send(640, 480, 30));
+    }
+
+    #[test]
+    fn a_lasting_drop_goes_straight_to_the_rung_that_fits() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(640, 480, 30);
+        assert_eq!(hold(&mut l, t0, 0, 3, 100), send(320, 240, 30));
+        assert_eq!(hold(&mut l, t0, 3000, 3, 40), send(320, 240, 15));
+    }
+
+    #[test]
+    fn below_the_floor_video_pauses_and_comes_back_at_the_bottom() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(640, 480, 30);
+        assert_eq!(hold(&mut l, t0, 0, 3, 20), Step::Paused);
+        // Room again: after the pause's wait, the lowest rung first.
+        assert_eq!(hold(&mut l, t0, 3000, 1, 500), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 4000, 3, 500), send(160, 120, 15));
+        // Then up a rung at a time.
+        assert_eq!(hold(&mut l, t0, 7000, 4, 500), send(320, 240, 15));
+    }
+
+    #[test]
+    fn a_resume_that_does_not_hold_waits_longer_the_next_time() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(640, 480, 30);
+        assert_eq!(hold(&mut l, t0, 0, 3, 10), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 3000, 4, 60), send(160, 120, 15));
+        // Too much again at once: paused, and this time 6 s go by first.
+        assert_eq!(hold(&mut l, t0, 7000, 3, 10), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 10_000, 5, 60), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 15_000, 2, 60), send(160, 120, 15));
+    }
+
+    #[test]
+    fn it_climbs_back_only_with_a_margin_and_a_rung_at_a_time() {
+        let t0 = Instant::now();
+        let mut l = Ladder::new(640, 480, 30);
+        assert_eq!(hold(&mut l, t0, 0, 3, 50), send(320, 240, 15));
+        // Just enough for the next rung is not enough to step up.
+        assert_eq!(hold(&mut l, t0, 3000, 10, 80), send(320, 240, 15));
+        assert_eq!(hold(&mut l, t0, 13_000, 5, 2000), send(320, 240, 30));
+        assert_eq!(hold(&mut l, t0, 18_000, 4, 2000), send(480, 360, 30));
+        assert_eq!(hold(&mut l, t0, 22_000, 4, 2000), send(640, 480, 30));
+    }
+
+    #[test]
+    fn the_gate_halves_a_frame_rate_without_drifting() {
+        let t0 = Instant::now();
+        let mut gate = FrameGate::default();
+        // A 30 fps source with a little jitter, gated to 15.
+        let admitted = (0..300u64)
+            .filter(|&i| {
+                gate.admit(
+                    t0 + Duration::from_micros(i * 33_333 + (i % 3) * 2000),
+                    15,
+                    30,
+                )
+            })
+            .count();
+        assert!((148..=152).contains(&admitted), "{admitted}");
+        // At the source's own rate everything goes through.
+        assert!((0..30u64).all(|i| gate.admit(t0 + ms(20_000 + i * 33), 30, 30)));
+    }
+}
