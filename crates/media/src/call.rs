@@ -961,7 +961,7 @@ fn video_room_kbps(estimate_bps: f64, audio_bps: f64) -> u32 {
 }
 
 /// The encoder aims at no less than this (a paused camera sends nothing).
-const MIN_VIDEO_KBPS: u32 = 80;
+const MIN_VIDEO_KBPS: u32 = 50;
 
 /// The loss the Opus FEC is sized for, from the loss a receiver reported
 /// (percent): a little even on a clean path, and somewhat more than seen.

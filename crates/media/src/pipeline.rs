@@ -678,10 +678,10 @@ mod tests {
             .position(|s| s.0 == 320)
             .expect("smaller pictures");
         assert!(first_small <= smaller, "{sizes:?}");
-        assert!(
-            sizes[first_small..paused].iter().all(|s| s.0 == 320),
-            "{sizes:?}"
-        );
+        // Then the bottom rung (a thumbnail) before the pause.
+        let widths: Vec<u32> = sizes[first_small..paused].iter().map(|s| s.0).collect();
+        assert!(widths.windows(2).all(|w| w[1] <= w[0]), "{widths:?}");
+        assert_eq!(widths.last(), Some(&160), "{widths:?}");
         assert!(
             frames[first_small].key,
             "the smaller picture starts with a key frame"

@@ -23,6 +23,9 @@ use beckon_protocol::{CallId, CallKind, Signal, UserId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// The oldest a decoded frame's stamp can plausibly be.
+const MAX_AGE_US: u64 = 60_000_000;
+
 /// Where the peer's media comes from and goes to.
 #[derive(Debug, Clone)]
 pub(crate) struct MediaOptions {
@@ -124,7 +127,9 @@ impl VideoSink for StampSink {
         let now = now_us();
         let first = *s.first_at_us.get_or_insert(now);
         (s.width, s.height) = (frame.width, frame.height);
-        if let Some(stamp) = read_stamp(&frame) {
+        // A stamp older than a minute is a misread (its 8-bit check passes
+        // one time in 256), not a frame that took that long.
+        if let Some(stamp) = read_stamp(&frame).filter(|s| s.age_us(now) < MAX_AGE_US) {
             s.last_frame = Some(stamp.frame);
             let age = stamp.age_us(now);
             s.latencies.push(age);
