@@ -20,9 +20,10 @@
 //! let t0 = Instant::now();
 //! let mut ladder = Ladder::new(640, 480, 30);
 //! assert_eq!(ladder.update(t0, 1000), Step::Send { width: 640, height: 480, fps: 30 });
-//! // Under a tight cap, after a moment: a quarter of the pixels.
+//! // Under a tight cap, once the call's first seconds are over and the
+//! // budget stayed low for two: a quarter of the pixels.
 //! ladder.update(t0 + Duration::from_millis(100), 100);
-//! let later = ladder.update(t0 + Duration::from_secs(3), 100);
+//! let later = ladder.update(t0 + Duration::from_secs(5), 100);
 //! assert_eq!(later, Step::Send { width: 320, height: 240, fps: 30 });
 //! ```
 
@@ -62,6 +63,9 @@ pub const FLOOR_KBPS: u32 = 30;
 /// The budget must stay under the rung's need this long before stepping
 /// down.
 const DOWN_AFTER: Duration = Duration::from_secs(2);
+/// In a call's first seconds the estimate is still searching (it starts
+/// low and dips when it first meets a cap): no step before this.
+const SETTLE: Duration = Duration::from_secs(4);
 /// ... and over the next rung's need, with [`UP_MARGIN`], this long before
 /// stepping up.
 const UP_AFTER: Duration = Duration::from_secs(4);
@@ -96,6 +100,8 @@ pub struct Ladder {
     /// When the rung last changed (or the ladder started): a window of
     /// budgets counts only once it lies wholly after that.
     changed_at: Option<Instant>,
+    /// The first budget's time.
+    started: Option<Instant>,
     paused_at: Option<Instant>,
     resumed_at: Option<Instant>,
     resume_wait: Duration,
@@ -139,6 +145,7 @@ impl Ladder {
             at: Some(0),
             budgets: VecDeque::new(),
             changed_at: None,
+            started: None,
             paused_at: None,
             resumed_at: None,
             resume_wait: FIRST_RESUME,
@@ -154,6 +161,7 @@ impl Ladder {
     /// (kbit/s; call it every frame or so).
     pub fn update(&mut self, now: Instant, budget_kbps: u32) -> Step {
         self.changed_at.get_or_insert(now);
+        let started = *self.started.get_or_insert(now);
         self.budgets.push_back((now, budget_kbps));
         while self
             .budgets
@@ -161,6 +169,9 @@ impl Ladder {
             .is_some_and(|(t, _)| now.duration_since(*t) > PAUSE_AFTER)
         {
             self.budgets.pop_front();
+        }
+        if now.duration_since(started) < SETTLE {
+            return self.step();
         }
         match self.at {
             Some(i) => self.sending(now, i),
@@ -314,6 +325,14 @@ mod tests {
         Step::Send { width, height, fps }
     }
 
+    /// A VGA ladder past its first seconds (of plenty) by `t0`.
+    fn settled(t0: Instant) -> Ladder {
+        let mut l = Ladder::new(640, 480, 30);
+        let start = t0 - SETTLE;
+        assert_eq!(hold(&mut l, start, 0, 4, 2000), send(640, 480, 30));
+        l
+    }
+
     /// Feeds `budget` every 100 ms from `from` for `secs`; the last step.
     fn hold(l: &mut Ladder, t0: Instant, from: u64, secs: u64, budget: u32) -> Step {
         let mut step = l.step();
@@ -348,76 +367,86 @@ mod tests {
     }
 
     #[test]
-    fn a_short_dip_changes_nothing() {
+    fn the_first_seconds_of_a_call_change_nothing() {
         let t0 = Instant::now();
         let mut l = Ladder::new(640, 480, 30);
+        assert_eq!(hold(&mut l, t0, 0, 4, 60), send(640, 480, 30));
+        assert_eq!(l.update(t0 + SETTLE, 60), send(320, 240, 15));
+    }
+
+    #[test]
+    fn a_short_dip_changes_nothing() {
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
         assert_eq!(hold(&mut l, t0, 0, 1, 150), send(640, 480, 30));
         assert_eq!(hold(&mut l, t0, 1000, 5, 800), send(640, 480, 30));
     }
 
     #[test]
     fn a_lasting_drop_goes_straight_to_the_rung_that_fits() {
-        let t0 = Instant::now();
-        let mut l = Ladder::new(640, 480, 30);
-        assert_eq!(hold(&mut l, t0, 0, 3, 100), send(320, 240, 30));
-        assert_eq!(hold(&mut l, t0, 3000, 3, 40), send(320, 240, 15));
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
+        // The mean comes down over two seconds: a rung on the way, then
+        // the one that fits.
+        assert_eq!(hold(&mut l, t0, 0, 4, 100), send(320, 240, 30));
+        assert_eq!(hold(&mut l, t0, 4000, 3, 40), send(320, 240, 15));
     }
 
     #[test]
     fn below_the_floor_video_pauses_and_comes_back_at_the_bottom() {
-        let t0 = Instant::now();
-        let mut l = Ladder::new(640, 480, 30);
-        // Down to the bottom rung after 2 s; paused 5 s later.
-        assert_eq!(hold(&mut l, t0, 0, 3, 20), send(160, 120, 15));
-        assert_eq!(hold(&mut l, t0, 3000, 5, 20), Step::Paused);
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
+        // Down to the bottom rung by 4 s; paused 5 s later.
+        assert_eq!(hold(&mut l, t0, 0, 4, 20), send(160, 120, 15));
+        assert_eq!(hold(&mut l, t0, 4000, 5, 20), Step::Paused);
         // 3 s later it tries again, at the bottom, and climbs from there
         // while the room is there.
-        assert_eq!(hold(&mut l, t0, 8000, 2, 500), Step::Paused);
-        assert_eq!(hold(&mut l, t0, 10_000, 1, 500), send(160, 120, 15));
-        assert_eq!(hold(&mut l, t0, 11_000, 4, 500), send(320, 240, 15));
+        assert_eq!(hold(&mut l, t0, 9000, 2, 500), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 11_000, 2, 500), send(160, 120, 15));
+        assert_eq!(hold(&mut l, t0, 13_000, 4, 500), send(320, 240, 15));
     }
 
     #[test]
     fn a_short_dip_to_the_floor_does_not_pause() {
-        let t0 = Instant::now();
-        let mut l = Ladder::new(640, 480, 30);
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
         assert_eq!(hold(&mut l, t0, 0, 4, 10), send(160, 120, 15));
         assert_eq!(hold(&mut l, t0, 4000, 5, 200), send(320, 240, 15));
     }
 
     #[test]
     fn a_resume_that_does_not_hold_waits_longer_the_next_time() {
-        let t0 = Instant::now();
-        let mut l = Ladder::new(640, 480, 30);
-        // Paused at 7 s, back at 10 s.
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
+        // Paused at 8.9 s, back at 11.9 s.
         assert_eq!(hold(&mut l, t0, 0, 10, 10), Step::Paused);
-        assert_eq!(hold(&mut l, t0, 10_000, 1, 10), send(160, 120, 15));
+        assert_eq!(hold(&mut l, t0, 10_000, 3, 10), send(160, 120, 15));
         // Still no room: paused again 2 s later, and this time for 6 s.
-        assert_eq!(hold(&mut l, t0, 11_000, 7, 10), Step::Paused);
-        assert_eq!(hold(&mut l, t0, 18_000, 1, 10), send(160, 120, 15));
+        assert_eq!(hold(&mut l, t0, 13_000, 6, 10), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 19_000, 2, 10), send(160, 120, 15));
         // Then for 12 s.
-        assert_eq!(hold(&mut l, t0, 19_000, 13, 10), Step::Paused);
-        assert_eq!(hold(&mut l, t0, 32_000, 1, 10), send(160, 120, 15));
+        assert_eq!(hold(&mut l, t0, 21_000, 12, 10), Step::Paused);
+        assert_eq!(hold(&mut l, t0, 33_000, 2, 10), send(160, 120, 15));
     }
 
     #[test]
     fn it_climbs_back_only_with_a_margin_and_a_rung_at_a_time() {
-        let t0 = Instant::now();
-        let mut l = Ladder::new(640, 480, 30);
-        assert_eq!(hold(&mut l, t0, 0, 3, 50), send(320, 240, 15));
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
+        assert_eq!(hold(&mut l, t0, 0, 4, 50), send(320, 240, 15));
         // Just enough for the next rung is not enough to step up.
-        assert_eq!(hold(&mut l, t0, 3000, 10, 80), send(320, 240, 15));
-        assert_eq!(hold(&mut l, t0, 13_000, 1, 2000), send(320, 240, 30));
-        assert_eq!(hold(&mut l, t0, 14_000, 4, 2000), send(480, 360, 30));
-        assert_eq!(hold(&mut l, t0, 18_000, 4, 2000), send(640, 480, 30));
+        assert_eq!(hold(&mut l, t0, 4000, 10, 80), send(320, 240, 15));
+        assert_eq!(hold(&mut l, t0, 14_000, 1, 2000), send(320, 240, 30));
+        assert_eq!(hold(&mut l, t0, 15_000, 4, 2000), send(480, 360, 30));
+        assert_eq!(hold(&mut l, t0, 19_000, 4, 2000), send(640, 480, 30));
     }
 
     #[test]
     fn a_sawing_estimate_is_followed_by_its_mean() {
         // GCC under a cap: the room swings between 55 and 215 kbit/s every
         // few seconds; its mean fits 320x240 at 30 fps, its dips do not.
-        let t0 = Instant::now();
-        let mut l = Ladder::new(640, 480, 30);
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
         let mut steps = Vec::new();
         for i in 0..400u64 {
             let phase = (i % 40) as f64 / 40.0;
