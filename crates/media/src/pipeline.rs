@@ -633,7 +633,7 @@ mod tests {
             etx,
         );
         let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-            let until = Instant::now() + Duration::from_secs(10);
+            let until = Instant::now() + Duration::from_secs(15);
             while !done() {
                 assert!(Instant::now() < until, "{what}: {:?}", controls.step());
                 std::thread::sleep(Duration::from_millis(20));
