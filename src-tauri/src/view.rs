@@ -302,6 +302,9 @@ pub struct Call {
     pub camera: bool,
     /// Our speaker.
     pub speaker: bool,
+    /// Our camera is on, but the connection has no room for video beside
+    /// the audio: the others see our picture again when it has.
+    pub video_paused: bool,
     /// We may end it for all (we started it).
     pub can_end_for_all: bool,
 }

@@ -187,8 +187,8 @@ pub struct SendStats {
     /// The video bitrate the encoder aims at, kbit/s.
     pub video_kbps: u32,
     /// The size and frame rate the camera is sent at, or paused (no room
-    /// for video beside the audio, or the camera is off).
-    pub video_step: crate::ladder::Step,
+    /// for video beside the audio); `None` while the camera is off.
+    pub video_step: Option<crate::ladder::Step>,
 }
 
 struct Inner {
@@ -874,10 +874,18 @@ async fn bitrate_loop(inner: std::sync::Weak<Inner>) {
             .iter()
             .map(|l| {
                 let estimate = f64::from_bits(l.target_bps.load(Ordering::Relaxed));
-                (estimate, crate::peer::link::audio_bps(l.audio_copies()))
+                let audio = crate::peer::link::audio_bps(l.audio_copies());
+                (estimate, audio, l.congested())
             })
-            .filter(|(b, _)| *b > 0.0)
-            .map(|(estimate, audio)| video_room_kbps(estimate, audio))
+            .filter(|(b, _, _)| *b > 0.0)
+            .map(|(estimate, audio, congested)| {
+                let room = video_room_kbps(estimate, audio);
+                if congested {
+                    room
+                } else {
+                    room.max(UNQUEUED_ROOM_KBPS)
+                }
+            })
             .min();
         if let Some(room) = slowest {
             let c = &inner.controls;
@@ -959,6 +967,11 @@ async fn network_watch(inner: std::sync::Weak<Inner>) {
 fn video_room_kbps(estimate_bps: f64, audio_bps: f64) -> u32 {
     ((estimate_bps * 0.85 - audio_bps) / 1000.0).clamp(1.0, 2500.0) as u32
 }
+
+/// A path without a queue is not short of bandwidth (a low estimate there
+/// comes from random loss): video keeps at least the smallest picture at
+/// its full frame rate rather than pausing.
+const UNQUEUED_ROOM_KBPS: u32 = 40;
 
 /// The encoder aims at no less than this (a paused camera sends nothing).
 const MIN_VIDEO_KBPS: u32 = 50;

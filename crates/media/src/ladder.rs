@@ -57,8 +57,8 @@ impl std::fmt::Display for Step {
 }
 
 /// Bits a pixel needs for a watchable picture: 640×480 at 30 fps wants
-/// about 300 kbit/s.
-const BITS_PER_PIXEL: f64 = 0.033;
+/// about 200 kbit/s (libwebrtc's least for 640×360 is 150).
+const BITS_PER_PIXEL: f64 = 0.022;
 /// No rung asks for less than this; below it, video pauses.
 pub const FLOOR_KBPS: u32 = 30;
 /// The budget must stay under the rung's need this long before stepping
@@ -386,9 +386,9 @@ mod tests {
         assert_eq!(
             rungs,
             [
-                (640, 480, 30, 304),
-                (480, 360, 30, 171),
-                (320, 240, 30, 76),
+                (640, 480, 30, 202),
+                (480, 360, 30, 114),
+                (320, 240, 30, 50),
                 (160, 120, 30, 30),
                 (160, 120, 15, 30),
             ]
@@ -494,10 +494,26 @@ mod tests {
     }
 
     #[test]
+    fn it_climbs_back_with_a_margin_a_rung_at_a_time() {
+        let t0 = Instant::now() + SETTLE;
+        let mut l = settled(t0);
+        let down = run(&mut l, t0, &[(10, 35)]);
+        assert_eq!(down.last().map(|c| c.1), Some(send(160, 120, 30)));
+        // Just enough for the next rung is not enough to step up.
+        assert_eq!(run(&mut l, t0 + ms(10_000), &[(20, 55)]), []);
+        let up = run(&mut l, t0 + ms(30_000), &[(30, 2000)]);
+        let steps: Vec<Step> = up.iter().map(|c| c.1).collect();
+        assert_eq!(
+            steps,
+            [send(320, 240, 30), send(480, 360, 30), send(640, 480, 30)]
+        );
+        assert!(up.windows(2).all(|w| w[1].0 - w[0].0 >= 6000), "{up:?}");
+    }
+
+    #[test]
     fn a_sawing_estimate_is_followed_by_its_mean() {
         // GCC under a cap: the room swings between 50 and 210 kbit/s every
-        // couple of seconds; its mean fits 320x240 at 30 fps, its dips do
-        // not.
+        // couple of seconds; its mean fits 480x360, its dips would not.
         let t0 = Instant::now() + SETTLE;
         let mut l = settled(t0);
         let mut steps = Vec::new();
@@ -507,7 +523,7 @@ mod tests {
             steps.push(l.update(t0 + ms(i * 100), room as u32));
         }
         assert!(
-            steps[100..].iter().all(|s| *s == send(320, 240, 30)),
+            steps[100..].iter().all(|s| *s == send(480, 360, 30)),
             "{steps:?}"
         );
     }

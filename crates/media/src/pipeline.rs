@@ -64,7 +64,8 @@ pub struct SendControls {
     /// picture size and frame rate (see [`crate::ladder`]); 0 while unknown.
     pub video_room_kbps: AtomicU32,
     /// What the camera thread sends now: width << 32 | height << 16 | fps,
-    /// or 0 while video is paused for want of bandwidth (or not started).
+    /// 1 while video is paused for want of bandwidth, 0 while the camera
+    /// is off or not started.
     pub video_step: AtomicU64,
     /// Video frames encoded and sent.
     pub frames_sent: AtomicU64,
@@ -95,25 +96,27 @@ impl SendControls {
         })
     }
 
-    /// What the camera thread sends now (see [`Self::video_step`]).
-    pub fn step(&self) -> Step {
-        let v = self.video_step.load(Ordering::Relaxed);
-        if v == 0 {
-            return Step::Paused;
-        }
-        Step::Send {
-            width: (v >> 32) as u32,
-            height: (v >> 16 & 0xffff) as u32,
-            fps: (v & 0xffff) as u32,
+    /// What the camera thread sends now (see [`Self::video_step`]); `None`
+    /// while the camera is off or not started.
+    pub fn step(&self) -> Option<Step> {
+        match self.video_step.load(Ordering::Relaxed) {
+            0 => None,
+            1 => Some(Step::Paused),
+            v => Some(Step::Send {
+                width: (v >> 32) as u32,
+                height: (v >> 16 & 0xffff) as u32,
+                fps: (v & 0xffff) as u32,
+            }),
         }
     }
 
-    fn set_step(&self, step: Step) {
+    fn set_step(&self, step: Option<Step>) {
         let v = match step {
-            Step::Send { width, height, fps } => {
+            Some(Step::Send { width, height, fps }) => {
                 u64::from(width) << 32 | u64::from(height & 0xffff) << 16 | u64::from(fps & 0xffff)
             }
-            Step::Paused => 0,
+            Some(Step::Paused) => 1,
+            None => 0,
         };
         self.video_step.store(v, Ordering::Relaxed);
     }
@@ -210,7 +213,7 @@ fn video_loop(
         }
         if !controls.camera_on.load(Ordering::Relaxed) {
             encoder = None;
-            controls.set_step(Step::Paused);
+            controls.set_step(None);
             continue;
         }
         let source_fps = source
@@ -228,7 +231,7 @@ fn video_loop(
             0 => ladder.step(),
             room => ladder.update(now, room),
         };
-        controls.set_step(step);
+        controls.set_step(Some(step));
         let Step::Send { width, height, fps } = step else {
             // No room for video: the call goes on as voice, and resumes
             // with a key frame.
@@ -641,16 +644,16 @@ mod tests {
         };
         wait_for("a quarter of the pixels", &|| {
             controls.step()
-                == Step::Send {
+                == Some(Step::Send {
                     width: 320,
                     height: 240,
                     fps: 30,
-                }
+                })
         });
         let smaller = sink.video.lock().unwrap().len();
         // No room left beside the audio: the camera pauses.
         controls.video_room_kbps.store(5, Ordering::Relaxed);
-        wait_for("paused", &|| controls.step() == Step::Paused);
+        wait_for("paused", &|| controls.step() == Some(Step::Paused));
         std::thread::sleep(Duration::from_millis(100));
         let paused = sink.video.lock().unwrap().len();
         std::thread::sleep(Duration::from_millis(300));

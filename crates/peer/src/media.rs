@@ -375,7 +375,7 @@ impl MediaSession {
             "sent_frames": send.frames_sent,
             "encode_ms": round2(send.encode_ms),
             "video_kbps": send.video_kbps,
-            "video_sent": send.video_step.to_string(),
+            "video_sent": send.video_step.map_or("off".to_owned(), |s| s.to_string()),
             "members": members,
         })
     }
@@ -439,7 +439,7 @@ impl MediaSession {
             "secs": self.started.elapsed().as_secs_f64(),
             "sent_frames": send.frames_sent,
             "encode_ms": round2(send.encode_ms),
-            "video_sent": send.video_step.to_string(),
+            "video_sent": send.video_step.map_or("off".to_owned(), |s| s.to_string()),
             "members": members,
         })
     }

@@ -19,6 +19,8 @@ pub(crate) struct CallExtras {
     pub(crate) mic: bool,
     pub(crate) camera: bool,
     pub(crate) speaker: bool,
+    /// Our camera is on but the path has no room for video.
+    pub(crate) video_paused: bool,
     /// We offer media to those already in (we answered, or joined later).
     pub(crate) we_offer: bool,
     /// When it connected (Unix ms).
@@ -41,6 +43,7 @@ impl Default for CallExtras {
             mic: true,
             camera: true,
             speaker: true,
+            video_paused: false,
             we_offer: false,
             connected_at_ms: None,
             last_phase: None,
@@ -187,6 +190,9 @@ pub(crate) fn view(
         mic: extras.mic,
         camera: extras.camera && current.info.kind == beckon_protocol::CallKind::Video,
         speaker: extras.speaker,
+        video_paused: extras.video_paused
+            && extras.camera
+            && current.info.kind == beckon_protocol::CallKind::Video,
         can_end_for_all: &current.info.inviter == me,
     }
 }

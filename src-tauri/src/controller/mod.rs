@@ -1218,6 +1218,8 @@ impl Actor {
         };
         let stats = m.media.stats().await;
         call::apply_stats(&mut self.extras, &stats);
+        self.extras.video_paused =
+            m.media.send_stats().video_step == Some(beckon_media::ladder::Step::Paused);
         self.stats_at = Some(tokio::time::Instant::now() + STATS_EVERY);
         self.emit_call();
     }

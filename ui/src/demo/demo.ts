@@ -1,6 +1,6 @@
 // A look at the UI without the backend: `npm run dev`, then open
 // /demo.html?s=home (or incoming, waiting, outcome, calling, calling1,
-// calling6, settings, signin, server, reconnecting). Dev only: the
+// calling6, slow, settings, signin, server, reconnecting). Dev only: the
 // production build does not include it.
 import { mockIPC } from '@tauri-apps/api/mocks';
 import { emit } from '@tauri-apps/api/event';

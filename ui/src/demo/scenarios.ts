@@ -67,6 +67,7 @@ const call = (over: Partial<Call>): Call => ({
   mic: true,
   camera: true,
   speaker: true,
+  videoPaused: false,
   canEndForAll: true,
   ...over,
 });
@@ -94,6 +95,9 @@ export function scenario(name: string): { snap: Snapshot; events: [number, UiEve
       break;
     case 'calling1':
       snap = { ...base, call: call({}) };
+      break;
+    case 'slow':
+      snap = { ...base, call: call({ videoPaused: true, members: [m(bob, { quality: 'poor' })] }) };
       break;
     case 'calling':
       snap = {

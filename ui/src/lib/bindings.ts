@@ -229,6 +229,11 @@ camera: boolean,
  */
 speaker: boolean, 
 /**
+ * Our camera is on, but the connection has no room for video beside
+ * the audio: the others see our picture again when it has.
+ */
+videoPaused: boolean, 
+/**
  * We may end it for all (we started it).
  */
 canEndForAll: boolean, };

@@ -31,6 +31,7 @@ export function call(over: Partial<Call> = {}): Call {
     mic: true,
     camera: true,
     speaker: true,
+    videoPaused: false,
     canEndForAll: true,
     ...over,
   };

@@ -108,6 +108,18 @@ describe('calling page', () => {
     expect(screen.queryByTestId('end-all-button')).toBeNull();
   });
 
+  it('says when our video is paused for a slow connection', () => {
+    const { unmount } = render(CallingPage, { call: connected({ videoPaused: true }), me, contacts });
+    expect(screen.getByTestId('tile-self')).toHaveAttribute('data-video-paused', 'true');
+    expect(within(screen.getByTestId('tile-self')).getByText('Video paused')).toBeInTheDocument();
+    expect(screen.getByTestId('video-paused')).toHaveTextContent('Your connection is too slow for video');
+    unmount();
+    // Not with the camera off: that says so instead.
+    render(CallingPage, { call: connected({ videoPaused: true, camera: false }), me, contacts });
+    expect(screen.getByTestId('tile-self')).toHaveAttribute('data-video-paused', 'false');
+    expect(screen.queryByTestId('video-paused')).toBeNull();
+  });
+
   it('adds contacts not in the call', async () => {
     render(CallingPage, { call: connected(), me, contacts });
     await fireEvent.click(screen.getByTestId('add-member-button'));

@@ -476,6 +476,12 @@ impl PeerLink {
             .clone()
     }
 
+    /// Whether a queue shows on the path to this member (or did a moment
+    /// ago).
+    pub(crate) fn congested(&self) -> bool {
+        self.congested.load(Ordering::Relaxed)
+    }
+
     fn connected(&self) -> bool {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) == LinkState::Connected
     }
