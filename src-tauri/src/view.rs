@@ -305,7 +305,8 @@ pub struct Call {
     /// Our camera is on, but the connection has no room for video beside
     /// the audio: the others see our picture again when it has.
     pub video_paused: bool,
-    /// We may end it for all (we started it).
+    /// We may end it for all (we are in it; see
+    /// `MemberState::may_end_for_all`).
     pub can_end_for_all: bool,
 }
 

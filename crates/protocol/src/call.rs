@@ -50,6 +50,13 @@ impl MemberState {
     pub fn is_involved(self) -> bool {
         self.is_pending() || self == Self::Accepted
     }
+
+    /// May end the call for everyone: any member in it (DESIGN §2), not
+    /// only its inviter. The server enforces this (on the device the
+    /// member accepted on); apps offer "End for all" by it.
+    pub fn may_end_for_all(self) -> bool {
+        self == Self::Accepted
+    }
 }
 
 /// Why a member's state changed, or why a call ended.
@@ -140,6 +147,12 @@ impl CallInfo {
     /// The member entry of `user`, if they are part of this call.
     pub fn member(&self, user: &UserId) -> Option<&MemberInfo> {
         self.members.iter().find(|m| &m.user == user)
+    }
+
+    /// Whether `user` may end this call for everyone (see
+    /// [`MemberState::may_end_for_all`]).
+    pub fn may_end_for_all(&self, user: &UserId) -> bool {
+        self.member(user).is_some_and(|m| m.state.may_end_for_all())
     }
 }
 

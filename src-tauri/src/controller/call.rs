@@ -193,7 +193,7 @@ pub(crate) fn view(
         video_paused: extras.video_paused
             && extras.camera
             && current.info.kind == beckon_protocol::CallKind::Video,
-        can_end_for_all: &current.info.inviter == me,
+        can_end_for_all: current.info.may_end_for_all(me),
     }
 }
 
@@ -311,7 +311,10 @@ mod tests {
         );
         assert!(v.can_end_for_all);
         assert_eq!(v.phase, Phase::Connected);
-        assert!(!view(&c, &uid("bob"), &extras, name).can_end_for_all);
+        // Any member in the call may end it for all, as the server allows;
+        // one still ringing may not.
+        assert!(view(&c, &uid("bob"), &extras, name).can_end_for_all);
+        assert!(!view(&c, &uid("carol"), &extras, name).can_end_for_all);
     }
 
     #[test]

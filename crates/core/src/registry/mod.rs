@@ -608,6 +608,13 @@ impl Registry {
                 call_id,
                 extended_data,
             } => {
+                let state = self.live_call(&call_id)?.member(user).map(|m| m.state);
+                if !state.is_some_and(MemberState::may_end_for_all) {
+                    return Err(not_a_member(
+                        user,
+                        "may not end this call: only a member in it may",
+                    ));
+                }
                 self.accepted_on(&call_id, user, device)?;
                 if let Some(m) = self
                     .calls

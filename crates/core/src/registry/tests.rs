@@ -862,10 +862,14 @@ fn end_ends_the_call_for_every_member() {
     for u in ["alice", "bob", "carol", "dave"] {
         h.events(u);
     }
+    // One still ringing may not end it (nor may anyone outside it).
+    assert_eq!(h.end("dave", &call), Err(ErrorCode::NotAMember));
+    assert_eq!(h.reg.live_calls(), 1);
     let end = CallRequest::End {
         call_id: call.clone(),
         extended_data: ExtendedData::try_from("see you").unwrap(),
     };
+    // Any member in the call may, not only the inviter.
     assert_eq!(h.req("carol", end).unwrap(), Reply::Done);
     for u in ["alice", "bob", "carol", "dave"] {
         let ev = h.events(u);
