@@ -234,7 +234,8 @@ speaker: boolean,
  */
 videoPaused: boolean, 
 /**
- * We may end it for all (we started it).
+ * We may end it for all (we are in it; see
+ * `MemberState::may_end_for_all`).
  */
 canEndForAll: boolean, };
 
