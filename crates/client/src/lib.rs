@@ -26,7 +26,6 @@ mod error;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beckon_core::manager::{CurrentCall, Notice};
 use beckon_protocol::{
     AvatarUrl, CallId, CallInfo, CallKind, DeviceId, DisplayName, ExtendedData, HistoryEntry,
     IceServer, Password, RejectReason, Reply, Request, SearchQuery, Session, SessionCloseReason,
@@ -34,6 +33,9 @@ use beckon_protocol::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+/// What the call manager tells a client's user, the current call and its
+/// phase: the client's users need these and nothing else of beckon-core.
+pub use beckon_core::manager::{CurrentCall, Notice, Phase};
 pub use error::ClientError;
 
 /// How to sign in the first time. Later reconnects resume with the token.

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use beckon_client::Notice;
 use beckon_client::{Client, ClientEvent};
-use beckon_core::manager::Notice;
 use beckon_protocol::{CallKind, Event, ServerMessage, UserId};
 use serde_json::json;
 use tokio::sync::mpsc;

@@ -19,8 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use beckon_client::Notice;
 use beckon_client::{Client, ClientConfig, ClientError, ClientEvent, Credentials};
-use beckon_core::manager::Notice;
 use beckon_media::MediaError;
 use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
 use beckon_media::frame::{AudioFrame, FRAME_SAMPLES, VideoFrame, now_us};

@@ -19,8 +19,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use beckon_client::Notice;
 use beckon_client::{Client, ClientConfig, ClientEvent, Credentials, StopReason};
-use beckon_core::manager::Notice;
 use beckon_protocol::{CallId, CallKind, DeviceId, Password, RejectReason, UserId};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
@@ -566,7 +566,7 @@ impl Peer {
             let pending = self
                 .client
                 .current_call()
-                .filter(|c| c.phase == beckon_core::manager::Phase::Outgoing);
+                .filter(|c| c.phase == beckon_client::Phase::Outgoing);
             if let Some(call) = pending {
                 let r = self.client.cancel(call.info.call_id.clone(), None).await;
                 log.line(

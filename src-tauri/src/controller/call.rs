@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use beckon_core::manager::{CurrentCall, Phase as ManagerPhase};
+use beckon_client::{CurrentCall, Phase as ManagerPhase};
 use beckon_media::call::PeerStats;
 use beckon_media::peer::LinkState;
 use beckon_protocol::{MemberState, Reason, UserId};

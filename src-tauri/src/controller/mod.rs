@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use beckon_client::Notice;
 use beckon_client::{Client, ClientConfig, ClientEvent, Credentials, StopReason};
-use beckon_core::manager::Notice;
 use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
 use beckon_protocol::{
     CallId, CallKind, DeviceId, MemberState, Reason, RejectReason, SearchQuery, UserId,
@@ -784,7 +784,7 @@ impl Actor {
             .as_ref()
             .and_then(Client::current_call)
             .is_some_and(|c| {
-                c.phase == beckon_core::manager::Phase::Outgoing && c.info.kind == CallKind::Video
+                c.phase == beckon_client::Phase::Outgoing && c.info.kind == CallKind::Video
             })
             && self.extras.camera;
         let want_camera = self.preview_wanted || waiting;
