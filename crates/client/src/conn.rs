@@ -374,6 +374,9 @@ impl Task {
             ServerMessage::Reply { id, reply } => {
                 let p = pending.remove(&id)?;
                 self.track(&p.track, Ok(&reply));
+                // The shared copy first: whoever awaits this reply may ask
+                // for the current call the moment it arrives.
+                self.set_current_from_manager();
                 if let Some(tx) = p.reply {
                     let _ = tx.send(Ok(reply));
                 }
@@ -390,6 +393,7 @@ impl Task {
             } => {
                 let p = pending.remove(&id)?;
                 self.track(&p.track, Err(error.code));
+                self.set_current_from_manager();
                 if let Some(tx) = p.reply {
                     let _ = tx.send(Err(ClientError::Server(error)));
                 }

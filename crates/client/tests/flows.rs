@@ -68,6 +68,36 @@ async fn connected_pair(server: &TestServer) -> (Peer, Peer, CallId) {
     (alice, bob, call)
 }
 
+/// The client's copy of the current call is updated before the reply to
+/// `accept` is delivered (on a runtime with threads, the caller may run
+/// the moment the reply is sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_call_is_up_to_date_when_accept_returns() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let mut bob = server.user("bob").await;
+    // Within the server's message rate (each round is a few messages each).
+    for round in 0..10 {
+        let inv = alice
+            .client
+            .invite(vec![uid("bob")], CallKind::Video, None)
+            .await
+            .unwrap();
+        let call = incoming(&mut bob).await;
+        assert_eq!(call, inv.call.call_id);
+        bob.client.accept(call.clone()).await.unwrap();
+        assert_eq!(
+            bob.client.current_call().map(|c| c.phase),
+            Some(Phase::Connected),
+            "round {round}: current_call() right after accept()"
+        );
+        bob.client.end(call.clone()).await.unwrap();
+        ended(&mut alice).await;
+        ended(&mut bob).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn one_to_one_call_is_accepted_then_ended_and_kept_in_history() {
     let server = TestServer::start().await;
