@@ -1184,60 +1184,6 @@ mod tests {
         );
     }
 
-    /// Rough speed at 1280×720 (printed with `--nocapture`; not an
-    /// assertion). Set `BECKON_MJPEG_SAMPLE` to a JPEG file to time MJPEG.
-    #[test]
-    fn timing_1280x720() {
-        use std::time::Instant;
-        let (w, h) = (1280u32, 720u32);
-        let n = 10;
-        let rgb: Vec<u8> = (0..(w * h * 3) as usize)
-            .map(|i| (i * 31 % 256) as u8)
-            .collect();
-        let mut i420 = Vec::new();
-        let mut out = Vec::new();
-        let time = |name: &str, f: &mut dyn FnMut()| {
-            f();
-            let t = Instant::now();
-            for _ in 0..n {
-                f();
-            }
-            println!(
-                "{name}: {:.2} ms/frame",
-                t.elapsed().as_secs_f64() * 1000.0 / f64::from(n)
-            );
-        };
-        time("rgb24->i420 1280x720", &mut || {
-            rgb24_to_i420(&rgb, w, h, 0, &mut i420).unwrap();
-        });
-        let yuyv = i420_to_yuyv(&i420, w as usize, h as usize);
-        time("yuyv->i420 1280x720", &mut || {
-            yuyv_to_i420(&yuyv, w, h, 0, &mut out).unwrap();
-        });
-        let mut nv12 = i420[..(w * h) as usize].to_vec();
-        nv12.extend(std::iter::repeat_n(128u8, (w * h / 2) as usize));
-        time("nv12->i420 1280x720", &mut || {
-            nv12_to_i420(&nv12, w, h, 0, &mut out).unwrap();
-        });
-        for (dw, dh) in [(640, 480), (640, 360)] {
-            time(&format!("scale bilinear 1280x720->{dw}x{dh}"), &mut || {
-                scale_i420(&i420, w, h, &mut out, dw, dh, Filter::Bilinear).unwrap();
-            });
-            time(&format!("scale nearest 1280x720->{dw}x{dh}"), &mut || {
-                scale_i420(&i420, w, h, &mut out, dw, dh, Filter::Nearest).unwrap();
-            });
-        }
-        if let Some(jpeg) =
-            std::env::var_os("BECKON_MJPEG_SAMPLE").and_then(|p| std::fs::read(p).ok())
-        {
-            let mut scratch = Vec::new();
-            let size = jpeg_dimensions(&jpeg);
-            time(&format!("mjpeg->i420 {size:?}"), &mut || {
-                mjpeg_to_i420(&jpeg, &mut scratch, &mut out).unwrap();
-            });
-        }
-    }
-
     /// 32×16 JPEG (quality 100, 4:2:0): left half pure red, right half pure
     /// blue. Made with ImageMagick:
     /// `convert -size 16x16 xc:red xc:blue +append -quality 100
