@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::procs::Killed;
 use crate::{cargo, deps, root, step};
 
 /// The oldest Node.js the UI's tools (Vite, Vitest) run on.
@@ -119,8 +120,7 @@ impl Xvfb {
 impl Drop for Xvfb {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::procs::kill(c);
         }
     }
 }
@@ -134,16 +134,6 @@ fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Res
         std::thread::sleep(Duration::from_millis(50));
     }
     anyhow::bail!("timed out")
-}
-
-/// A child that is killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn cargo_bin(name: &str) -> PathBuf {
@@ -191,7 +181,7 @@ pub(crate) fn e2e() -> anyhow::Result<()> {
 /// tauri-driver on a display of its own, the app it starts filming the
 /// test pattern and playing a tone.
 struct Driver {
-    _driver: Guard,
+    _driver: Killed,
     /// tauri-driver's process group: it and the WebKitWebDriver it starts
     /// (which outlived a killed tauri-driver).
     group: u32,
@@ -231,7 +221,7 @@ impl Driver {
             .spawn()
             .context("starting tauri-driver")?;
         let group = child.id();
-        let guard = Guard(child);
+        let guard = Killed(child);
         wait_until(Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
@@ -338,7 +328,7 @@ pub(crate) fn run_app(args: &[String]) -> anyhow::Result<()> {
         x.display,
         crate::procs::bin_dir("run-screens").display()
     );
-    let mut app = Guard(
+    let mut app = Killed(
         Command::new(&bin)
             .args(args)
             .env("DISPLAY", &x.display)

@@ -126,7 +126,7 @@ pub(crate) fn bench(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("media") | None => {}
         Some("app") => return crate::app::bench_app(&args[1..]),
-        Some("signaling") => return crate::load::bench_signaling(&args[1..]),
+        Some("signaling") => return crate::signaling_bench::bench_signaling(&args[1..]),
         Some("network") => return crate::network::bench(&args[1..]),
         Some(other) => {
             anyhow::bail!(

@@ -17,10 +17,10 @@ mod app;
 mod bench;
 mod chromium;
 mod deps;
-mod load;
 mod network;
 mod procs;
 mod run;
+mod signaling_bench;
 
 use std::process::{Command, ExitCode};
 

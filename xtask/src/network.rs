@@ -351,8 +351,7 @@ struct Peers(Vec<(String, Child)>);
 impl Drop for Peers {
     fn drop(&mut self) {
         for (_, c) in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::procs::kill(c);
         }
     }
 }

@@ -201,16 +201,14 @@ impl Load {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::procs::kill(&mut self.child);
     }
 }
 
 impl Drop for Load {
     fn drop(&mut self) {
         if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            crate::procs::kill(&mut self.child);
         }
     }
 }
@@ -527,8 +525,7 @@ struct KillOnDrop<'a>(&'a mut Child);
 
 impl Drop for KillOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::procs::kill(self.0);
     }
 }
 
