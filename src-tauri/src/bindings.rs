@@ -6,7 +6,8 @@ use ts_rs::{Config, TS};
 
 use crate::view::{
     Call, CallOutcome, Command, Connection, Device, Devices, HistoryItem, Kind, Member,
-    MemberStatus, Person, Phase, Quality, Reply, ServerView, Snapshot, UiError, UiEvent,
+    MemberStatus, Person, Phase, Quality, Reply, ServerView, Snapshot, UiError, UiErrorCode,
+    UiEvent,
 };
 
 /// Where the generated file lives, from the repository root.
@@ -19,6 +20,7 @@ pub fn typescript() -> String {
         Command::decl(&cfg),
         Reply::decl(&cfg),
         UiError::decl(&cfg),
+        UiErrorCode::decl(&cfg),
         Person::decl(&cfg),
         Connection::decl(&cfg),
         ServerView::decl(&cfg),

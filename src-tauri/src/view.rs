@@ -135,18 +135,111 @@ pub enum Reply {
 #[serde(rename_all = "camelCase")]
 #[error("{message}")]
 pub struct UiError {
-    /// Stable code, e.g. `wrong_password`, `user_exists`, `not_connected`.
-    pub code: String,
+    /// What went wrong, for the UI to branch on.
+    pub code: UiErrorCode,
     /// One sentence for people.
     pub message: String,
 }
 
 impl UiError {
     /// An error with `code` and `message`.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: UiErrorCode, message: impl Into<String>) -> Self {
         Self {
-            code: code.into(),
+            code,
             message: message.into(),
+        }
+    }
+}
+
+/// Every code a command can fail with: the server's (`ErrorCode`) and the
+/// app's own. The UI gets them as a closed set, so it cannot test for one
+/// that is never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum UiErrorCode {
+    /// Wrong user name or password, or the session expired.
+    Unauthorized,
+    /// We are already calling, being called, or in a call.
+    Busy,
+    /// No such user or call.
+    NotFound,
+    /// The server found a request malformed.
+    Invalid,
+    /// Too many requests; wait a moment.
+    RateLimited,
+    /// A request too large for the protocol.
+    TooLarge,
+    /// Not a member of that call in a way that allows this.
+    NotAMember,
+    /// The call is over.
+    CallEnded,
+    /// The invitation was answered already (maybe on another device).
+    AlreadyAnswered,
+    /// Our role in the call does not allow this.
+    NotAllowed,
+    /// The call is full.
+    LimitExceeded,
+    /// That user name is taken.
+    UserExists,
+    /// The server speaks another protocol version.
+    VersionMismatch,
+    /// The server failed.
+    Internal,
+    /// The server cannot be reached.
+    Unreachable,
+    /// The connection dropped while waiting for an answer.
+    Disconnected,
+    /// The server did not answer in time.
+    Timeout,
+    /// Not signed in.
+    SignedOut,
+    /// Something the app did not expect.
+    Unexpected,
+    /// The app is closing.
+    ShuttingDown,
+    /// No other camera to switch to.
+    NoOtherCamera,
+    /// No call to act on.
+    NoCall,
+    /// No server chosen yet.
+    NoServer,
+    /// The server on this computer could not start.
+    HostFailed,
+    /// A device could not be opened.
+    CameraFailed,
+    /// A device could not be opened.
+    MicrophoneFailed,
+    /// A device could not be opened.
+    SpeakerFailed,
+    /// Nobody picked to call.
+    NoOne,
+    /// Already in a call.
+    InCall,
+    /// Not a server address.
+    BadUrl,
+    /// A value typed in is not valid.
+    InvalidInput,
+}
+
+impl From<beckon_protocol::ErrorCode> for UiErrorCode {
+    fn from(code: beckon_protocol::ErrorCode) -> Self {
+        use beckon_protocol::ErrorCode as E;
+        match code {
+            E::Unauthorized => Self::Unauthorized,
+            E::Busy => Self::Busy,
+            E::NotFound => Self::NotFound,
+            E::Invalid => Self::Invalid,
+            E::RateLimited => Self::RateLimited,
+            E::TooLarge => Self::TooLarge,
+            E::NotAMember => Self::NotAMember,
+            E::CallEnded => Self::CallEnded,
+            E::AlreadyAnswered => Self::AlreadyAnswered,
+            E::NotAllowed => Self::NotAllowed,
+            E::LimitExceeded => Self::LimitExceeded,
+            E::UserExists => Self::UserExists,
+            E::VersionMismatch => Self::VersionMismatch,
+            E::Internal => Self::Internal,
+            _ => Self::Unexpected,
         }
     }
 }

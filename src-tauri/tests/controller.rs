@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use beckon_app::controller::{CallController, Env, Ui};
 use beckon_app::tiles::Tiles;
-use beckon_app::view::{Command, Connection, MemberStatus, Phase, Reply, UiEvent};
+use beckon_app::view::{Command, Connection, MemberStatus, Phase, Reply, UiErrorCode, UiEvent};
 use beckon_client::Notice;
 use beckon_client::{Client, ClientConfig, ClientEvent, Credentials};
 use beckon_media::frame::VideoFrame;
@@ -323,7 +323,7 @@ async fn a_declined_call_says_so_on_the_waiting_page() {
         .send(Command::Accept)
         .await
         .expect_err("no call");
-    assert_eq!(stale.code, "no_call");
+    assert_eq!(stale.code, UiErrorCode::NoCall);
     let bad = app
         .controller
         .send(Command::Call {
@@ -332,7 +332,7 @@ async fn a_declined_call_says_so_on_the_waiting_page() {
         })
         .await
         .expect_err("bad id");
-    assert_eq!(bad.code, "invalid_input");
+    assert_eq!(bad.code, UiErrorCode::InvalidInput);
     app.controller.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 use beckon_client::ClientError;
 use beckon_protocol::{CallKind, ErrorCode, HistoryEntry, UserId, UserProfile};
 
-use crate::view::{HistoryItem, Kind, Person, UiError};
+use crate::view::{HistoryItem, Kind, Person, UiError, UiErrorCode};
 
 /// A person from their profile; `echo` marks the built-in echo contact.
 pub(crate) fn person(p: &UserProfile, echo: bool) -> Person {
@@ -72,7 +72,9 @@ pub(crate) fn ui_error(e: &ClientError) -> UiError {
             ErrorCode::Unauthorized => "Wrong user name or password.".to_owned(),
             ErrorCode::UserExists => "That user name is taken; choose another.".to_owned(),
             ErrorCode::RateLimited => "Too many attempts; wait a moment and try again.".to_owned(),
-            ErrorCode::Busy => "They are busy on another call.".to_owned(),
+            // The server says this of us, not of whoever we call (their
+            // being busy comes as the call's outcome).
+            ErrorCode::Busy => "You are already in a call.".to_owned(),
             _ => capitalise(&body.message),
         },
         ClientError::Connect(why) => format!("Cannot reach the server ({why})."),
@@ -82,12 +84,12 @@ pub(crate) fn ui_error(e: &ClientError) -> UiError {
         other => other.to_string(),
     };
     let code = match e {
-        ClientError::SignIn(body) | ClientError::Server(body) => body.code.as_str().to_owned(),
-        ClientError::Connect(_) => "unreachable".to_owned(),
-        ClientError::Disconnected => "disconnected".to_owned(),
-        ClientError::Timeout => "timeout".to_owned(),
-        ClientError::Closed => "signed_out".to_owned(),
-        _ => "unexpected".to_owned(),
+        ClientError::SignIn(body) | ClientError::Server(body) => body.code.into(),
+        ClientError::Connect(_) => UiErrorCode::Unreachable,
+        ClientError::Disconnected => UiErrorCode::Disconnected,
+        ClientError::Timeout => UiErrorCode::Timeout,
+        ClientError::Closed => UiErrorCode::SignedOut,
+        _ => UiErrorCode::Unexpected,
     };
     UiError { code, message }
 }
@@ -102,7 +104,7 @@ fn capitalise(s: &str) -> String {
 
 /// A bad value typed by the user.
 pub(crate) fn invalid(what: &str, e: impl std::fmt::Display) -> UiError {
-    UiError::new("invalid_input", format!("{what}: {e}"))
+    UiError::new(UiErrorCode::InvalidInput, format!("{what}: {e}"))
 }
 
 #[cfg(test)]
@@ -114,10 +116,10 @@ mod tests {
     fn a_wrong_password_reads_as_a_sentence_with_a_code() {
         let e = ClientError::SignIn(ErrorBody::new(ErrorCode::Unauthorized, "bad credentials"));
         let ui = ui_error(&e);
-        assert_eq!(ui.code, "unauthorized");
+        assert_eq!(ui.code, UiErrorCode::Unauthorized);
         assert_eq!(ui.message, "Wrong user name or password.");
         let net = ui_error(&ClientError::Connect("refused".into()));
-        assert_eq!(net.code, "unreachable");
+        assert_eq!(net.code, UiErrorCode::Unreachable);
         assert!(net.message.contains("refused"));
     }
 }

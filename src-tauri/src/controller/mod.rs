@@ -39,7 +39,7 @@ use crate::settings::{SavedSession, ServerChoice, Settings, SettingsFile};
 use crate::tiles::{SELF_TILE, TileSink, Tiles};
 use crate::view::{
     Command, Connection, Devices, HistoryItem, Person, Reply, ServerView, Snapshot, UiError,
-    UiEvent,
+    UiErrorCode, UiEvent,
 };
 
 /// Where the controller's news goes (the window, in the app).
@@ -82,7 +82,7 @@ pub struct CallController {
 }
 
 fn gone() -> UiError {
-    UiError::new("shutting_down", "Beckon is shutting down.")
+    UiError::new(UiErrorCode::ShuttingDown, "Beckon is shutting down.")
 }
 
 impl CallController {
@@ -257,11 +257,11 @@ impl Actor {
             match saved.token.parse() {
                 Ok(token) => {
                     if let Err(e) = self.connect(Credentials::Token(token)).await {
-                        tracing::info!(code = %e.code, "saved session not resumed");
+                        tracing::info!(code = ?e.code, "saved session not resumed");
                         self.settings.session = None;
                         self.save();
                         self.set_connection(Connection::SignedOut {
-                            reason: Some(if e.code == "unauthorized" {
+                            reason: Some(if e.code == UiErrorCode::Unauthorized {
                                 "Your session has expired; sign in again.".into()
                             } else {
                                 e.message
@@ -433,7 +433,9 @@ impl Actor {
             }
             Command::SwitchCamera => {
                 let next = devices::next_camera(&self.listed.cameras, &self.choice.camera)
-                    .ok_or_else(|| UiError::new("no_other_camera", "There is no other camera."))?;
+                    .ok_or_else(|| {
+                        UiError::new(UiErrorCode::NoOtherCamera, "There is no other camera.")
+                    })?;
                 self.choose(Some(next), None, None).await?;
             }
             Command::ChooseDevices {
@@ -463,14 +465,14 @@ impl Actor {
     fn client(&self) -> Result<&Client, UiError> {
         self.client
             .as_ref()
-            .ok_or_else(|| UiError::new("signed_out", "Sign in first."))
+            .ok_or_else(|| UiError::new(UiErrorCode::SignedOut, "Sign in first."))
     }
 
     fn call_id(&self) -> Result<CallId, UiError> {
         self.client()?
             .current_call()
             .map(|c| c.info.call_id)
-            .ok_or_else(|| UiError::new("no_call", "That call is over."))
+            .ok_or_else(|| UiError::new(UiErrorCode::NoCall, "That call is over."))
     }
 
     // ---- server and session ---------------------------------------------
@@ -484,7 +486,7 @@ impl Actor {
         let dir = self.env.data_dir.join("server");
         let host = Host::start(&dir, port, &password).await.map_err(|e| {
             UiError::new(
-                "host_failed",
+                UiErrorCode::HostFailed,
                 format!("The server could not start on this computer: {e:#}"),
             )
         })?;
@@ -527,7 +529,7 @@ impl Actor {
             .server
             .as_ref()
             .map(|s| s.url.clone())
-            .ok_or_else(|| UiError::new("no_server", "Choose a server first."))?;
+            .ok_or_else(|| UiError::new(UiErrorCode::NoServer, "Choose a server first."))?;
         self.set_connection(Connection::Connecting);
         let device = self.device_id();
         let (client, events) = Client::connect(ClientConfig::new(&url, device, credentials))
@@ -722,12 +724,12 @@ impl Actor {
         if let Some(camera) = camera.filter(|c| *c != self.choice.camera) {
             if let Some(m) = &self.media {
                 let source = devices::open_camera(&camera)
-                    .map_err(|e| UiError::new("camera_failed", e.to_string()))?;
+                    .map_err(|e| UiError::new(UiErrorCode::CameraFailed, e.to_string()))?;
                 match source {
                     Some(source) => m
                         .media
                         .switch_camera(source)
-                        .map_err(|e| UiError::new("camera_failed", e.to_string()))?,
+                        .map_err(|e| UiError::new(UiErrorCode::CameraFailed, e.to_string()))?,
                     None => {
                         m.media.set_camera(false);
                         self.extras.camera = false;
@@ -740,7 +742,7 @@ impl Actor {
         if let Some(mic) = microphone.filter(|m| *m != self.choice.microphone) {
             if let Some(m) = &self.media {
                 let source = devices::open_microphone(&mic, &me)
-                    .map_err(|e| UiError::new("microphone_failed", e.to_string()))?;
+                    .map_err(|e| UiError::new(UiErrorCode::MicrophoneFailed, e.to_string()))?;
                 m.media.switch_microphone(source);
             }
             self.choice.microphone = mic.clone();
@@ -750,7 +752,7 @@ impl Actor {
             if let Some(m) = &self.media {
                 let (output, problem) = devices::speaker_or_null(&out);
                 if let Some(e) = problem {
-                    return Err(UiError::new("speaker_failed", e.to_string()));
+                    return Err(UiError::new(UiErrorCode::SpeakerFailed, e.to_string()));
                 }
                 m.media.switch_speaker(output);
             }
@@ -848,7 +850,7 @@ impl Actor {
             .map(|u| parse_user(u))
             .collect::<Result<_, _>>()?;
         if users.is_empty() {
-            return Err(UiError::new("no_one", "Pick someone to call."));
+            return Err(UiError::new(UiErrorCode::NoOne, "Pick someone to call."));
         }
         let kind = if video {
             CallKind::Video
@@ -857,7 +859,10 @@ impl Actor {
         };
         let client = self.client()?.clone();
         if client.current_call().is_some() {
-            return Err(UiError::new("in_call", "You are already in a call."));
+            return Err(UiError::new(
+                UiErrorCode::InCall,
+                "You are already in a call.",
+            ));
         }
         self.extras = CallExtras::default();
         let inv = client
@@ -871,7 +876,7 @@ impl Actor {
         {
             let _ = client.cancel(inv.call.call_id, None).await;
             return Err(UiError::new(
-                failure.as_str(),
+                failure.into(),
                 match failure {
                     beckon_protocol::ErrorCode::Busy => "They are busy on another call.",
                     beckon_protocol::ErrorCode::NotFound => "There is no such user.",
@@ -1251,11 +1256,15 @@ fn normalise_url(input: &str) -> Result<String, UiError> {
     } else {
         format!("ws://{s}")
     };
-    let mut url = url::Url::parse(&with_scheme)
-        .map_err(|e| UiError::new("bad_url", format!("\"{s}\" is not a server address ({e}).")))?;
+    let mut url = url::Url::parse(&with_scheme).map_err(|e| {
+        UiError::new(
+            UiErrorCode::BadUrl,
+            format!("\"{s}\" is not a server address ({e})."),
+        )
+    })?;
     if !matches!(url.scheme(), "ws" | "wss") || url.host_str().is_none() {
         return Err(UiError::new(
-            "bad_url",
+            UiErrorCode::BadUrl,
             format!("\"{s}\" is not a server address; use ws://host:port/ws."),
         ));
     }
@@ -1308,8 +1317,11 @@ mod tests {
         );
         assert_eq!(
             normalise_url("http://x:1").expect_err("bad").code,
-            "bad_url"
+            UiErrorCode::BadUrl
         );
-        assert_eq!(normalise_url("ws://").expect_err("bad").code, "bad_url");
+        assert_eq!(
+            normalise_url("ws://").expect_err("bad").code,
+            UiErrorCode::BadUrl
+        );
     }
 }

@@ -34,7 +34,7 @@ mockIPC(
         const c = a.cmd as Command;
         console.info('demo: send', c);
         if (c.type === 'search') return { type: 'users', users: [{ id: 'dan', name: 'Dan Brown', avatarUrl: null, online: true, echo: false }] };
-        if (c.type === 'signIn' && c.password !== 'pw') throw { code: 'wrong_password', message: 'Wrong user id or password.' };
+        if (c.type === 'signIn' && c.password !== 'pw') throw { code: 'unauthorized', message: 'Wrong user id or password.' };
         return { type: 'done' };
       }
       case 'watch_video': {

@@ -17,9 +17,9 @@ describe('api', () => {
   });
 
   it('rejects with a UiError', async () => {
-    mocked.mockRejectedValueOnce({ code: 'wrong_password', message: 'Wrong password.' });
+    mocked.mockRejectedValueOnce({ code: 'unauthorized', message: 'Wrong password.' });
     await expect(send({ type: 'signIn', user: 'a', password: 'b' })).rejects.toEqual({
-      code: 'wrong_password',
+      code: 'unauthorized',
       message: 'Wrong password.',
     });
   });
@@ -38,8 +38,8 @@ describe('api', () => {
   });
 
   it('makes a UiError of anything', () => {
-    expect(toUiError('boom')).toEqual({ code: 'error', message: 'boom' });
-    expect(toUiError(new Error('bad'))).toEqual({ code: 'error', message: 'bad' });
+    expect(toUiError('boom')).toEqual({ code: 'unexpected', message: 'boom' });
+    expect(toUiError(new Error('bad'))).toEqual({ code: 'unexpected', message: 'bad' });
     expect(toUiError(undefined).message).toMatch(/wrong/);
   });
 

@@ -1,16 +1,17 @@
 // The only place that talks to the backend (Tauri IPC).
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import { EVENT, FRAME_HEADER, type Command, type Person, type Reply, type Snapshot, type UiError, type UiEvent } from './bindings';
+import { EVENT, FRAME_HEADER, type Command, type Person, type Reply, type Snapshot, type UiError, type UiErrorCode, type UiEvent } from './bindings';
 import type { FrameMessage } from './frame';
 
 /** Turns whatever a rejected invoke carried into a UiError. */
 export function toUiError(err: unknown): UiError {
   if (err && typeof err === 'object' && 'message' in err) {
     const e = err as { code?: unknown; message: unknown };
-    return { code: typeof e.code === 'string' ? e.code : 'error', message: String(e.message) };
+    // The backend sends a UiErrorCode; anything else is unexpected.
+    return { code: typeof e.code === 'string' ? (e.code as UiErrorCode) : 'unexpected', message: String(e.message) };
   }
-  return { code: 'error', message: typeof err === 'string' ? err : 'Something went wrong.' };
+  return { code: 'unexpected', message: typeof err === 'string' ? err : 'Something went wrong.' };
 }
 
 /** Sends a command; rejects with a UiError. */

@@ -90,13 +90,15 @@ users: Array<Person>, };
 
 export type UiError = { 
 /**
- * Stable code, e.g. `wrong_password`, `user_exists`, `not_connected`.
+ * What went wrong, for the UI to branch on.
  */
-code: string, 
+code: UiErrorCode, 
 /**
  * One sentence for people.
  */
 message: string, };
+
+export type UiErrorCode = "unauthorized" | "busy" | "not_found" | "invalid" | "rate_limited" | "too_large" | "not_a_member" | "call_ended" | "already_answered" | "not_allowed" | "limit_exceeded" | "user_exists" | "version_mismatch" | "internal" | "unreachable" | "disconnected" | "timeout" | "signed_out" | "unexpected" | "shutting_down" | "no_other_camera" | "no_call" | "no_server" | "host_failed" | "camera_failed" | "microphone_failed" | "speaker_failed" | "no_one" | "in_call" | "bad_url" | "invalid_input";
 
 export type Person = { 
 /**

@@ -59,7 +59,7 @@ describe('sign-in', () => {
   });
 
   it('shows the error inline', async () => {
-    mocked.mockRejectedValueOnce({ code: 'wrong_password', message: 'Wrong user id or password.' });
+    mocked.mockRejectedValueOnce({ code: 'unauthorized', message: 'Wrong user id or password.' });
     render(SignIn);
     await fireEvent.input(screen.getByTestId('password-input'), { target: { value: 'x' } });
     await fireEvent.click(screen.getByTestId('signin-button'));
