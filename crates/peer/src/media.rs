@@ -345,6 +345,8 @@ impl MediaSession {
                     "audio_underruns": p.audio.as_ref().map(|a| a.underruns),
                     "audio_concealed": p.audio.as_ref().map(|a| a.concealed),
                     "audio_skipped": p.audio.as_ref().map(|a| a.skipped),
+                    "audio_shortened": p.audio.as_ref().map(|a| a.shortened),
+                    "audio_lengthened": p.audio.as_ref().map(|a| a.lengthened),
                     "audio_repaired": p.audio.as_ref().map(|a| a.repaired),
                     "audio_buffer_ms": p.audio.as_ref().map(|a| a.buffer_ms),
                     "rtt_ms": p.rtt_ms.map(round2),

@@ -6,15 +6,20 @@
 //! The cushion follows the network: every packet's arrival is compared with
 //! when it would have come on a steady path (its sequence number × 20 ms
 //! after the earliest), and the cushion covers the last two
-//! seconds' delays but the latest 3 %. When the cushion must grow, playout holds back one
-//! concealed frame; when too much is held, one packet is skipped: the delay
-//! stays as short as the path allows.
+//! seconds' delays but the latest 3 %. Playout follows the cushion by
+//! time-stretching ([`crate::sink::stretch`]): a pitch period longer while
+//! the cushion is short, a period shorter while more is held than it needs,
+//! so the delay stays as short as the path allows without a gap in the
+//! voice. A packet that is late with the cushion short is waited for with
+//! a concealed frame; only far more than needed (a burst) is skipped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::MediaError;
 use crate::codec::opus::OpusDecoder;
+use crate::frame::FRAME_SAMPLES;
+use crate::sink::stretch;
 
 /// Cushion bounds, in 20 ms packets.
 const MIN_TARGET: usize = 1;
@@ -31,6 +36,25 @@ const HISTORY: usize = 100;
 const FRAME: Duration = Duration::from_millis(20);
 /// How many ticks a missing packet is waited for when the cushion is short.
 const MAX_HOLD: u32 = 2;
+/// Packets held beyond the cushion at which playout speeds up (shortens).
+const FASTER_AT: usize = 2;
+/// Packets beyond the cushion at which they are skipped outright: more
+/// than stretching would bring down soon.
+const SKIP_AT: usize = 7;
+/// Pulls over which a short cushion must persist before playout slows
+/// down (a single late newest packet is not a short cushion).
+const SLOWER_AFTER: usize = 8;
+
+/// How playout should move to follow the cushion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// About what the cushion needs is held.
+    Steady,
+    /// More is held than needed: play a little faster.
+    Faster,
+    /// Less than needed, for a while: play a little slower.
+    Slower,
+}
 
 /// What one tick of playout gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +92,8 @@ pub struct JitterBuffer {
     copies: bool,
     empty: u32,
     held: u32,
+    /// The cushion after each recent pull, in packets (newest last).
+    recent_ahead: VecDeque<usize>,
     underruns: u64,
     late: u64,
     skipped: u64,
@@ -87,6 +113,7 @@ impl Default for JitterBuffer {
             copies: false,
             empty: 0,
             held: 0,
+            recent_ahead: VecDeque::new(),
             underruns: 0,
             late: 0,
             skipped: 0,
@@ -115,6 +142,39 @@ impl JitterBuffer {
     /// Nothing waiting.
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
+    }
+
+    /// Whether playout should speed up or slow down to follow the cushion.
+    pub fn pace(&self) -> Pace {
+        let Some(&now) = self.recent_ahead.back() else {
+            return Pace::Steady;
+        };
+        // After a pull the next packet is still to come, so a cushion of
+        // `target` shows as `target - 1` ahead.
+        if now >= self.target + FASTER_AT - 1 {
+            return Pace::Faster;
+        }
+        let most = self.recent_ahead.iter().copied().max().unwrap_or(0);
+        if self.recent_ahead.len() >= SLOWER_AFTER && most + 2 <= self.target {
+            return Pace::Slower;
+        }
+        Pace::Steady
+    }
+
+    /// How far the newest packet is ahead of playout, in packets.
+    fn ahead(&self) -> usize {
+        match (self.next, self.highest) {
+            (Some(n), Some(h)) if h >= n => (h - n + 1) as usize,
+            _ => 0,
+        }
+    }
+
+    fn note_ahead(&mut self) {
+        let ahead = self.ahead();
+        self.recent_ahead.push_back(ahead);
+        if self.recent_ahead.len() > SLOWER_AFTER {
+            self.recent_ahead.pop_front();
+        }
     }
 
     /// Times playout found nothing where a packet was due.
@@ -217,6 +277,15 @@ impl JitterBuffer {
 
     /// One 20 ms tick of playout.
     pub fn pull(&mut self) -> Pulled {
+        let pulled = self.pull_one();
+        match pulled {
+            Pulled::Idle => self.recent_ahead.clear(),
+            _ => self.note_ahead(),
+        }
+        pulled
+    }
+
+    fn pull_one(&mut self) -> Pulled {
         let Some(next) = self.next else {
             // Start once the cushion is there.
             if self.packets.len() >= self.target {
@@ -224,7 +293,7 @@ impl JitterBuffer {
                 self.next = Some(first);
                 self.empty = 0;
                 self.held = 0;
-                return self.pull();
+                return self.pull_one();
             }
             return Pulled::Idle;
         };
@@ -232,17 +301,14 @@ impl JitterBuffer {
         // cushion in time. (Counting the packets held instead would take a
         // lossy path for a short cushion: playout held back for packets
         // that were lost, then skipped real ones to catch up.)
-        let ahead = self
-            .highest
-            .filter(|&h| h >= next)
-            .map_or(0, |h| (h - next + 1) as usize);
-        // Far more held than the cushion needs (a burst came, or the path
-        // got steadier): skip one to bring the delay down.
-        if ahead > self.target + 2 && self.packets.contains_key(&(next + 1)) {
+        let ahead = self.ahead();
+        // Far more held than the cushion needs (a burst came): skip one to
+        // bring the delay down; a little more is left to stretching.
+        if ahead > self.target + SKIP_AT && self.packets.contains_key(&(next + 1)) {
             self.packets.remove(&next);
             self.next = Some(next + 1);
             self.skipped += 1;
-            return self.pull();
+            return self.pull_one();
         }
         if let Some(p) = self.packets.remove(&next) {
             self.next = Some(next + 1);
@@ -275,11 +341,17 @@ impl JitterBuffer {
     }
 }
 
-/// A jitter buffer and an Opus decoder: 20 ms of a member's voice per tick.
+/// A jitter buffer and an Opus decoder: 20 ms of a member's voice per tick,
+/// time-stretched to follow the buffer's cushion.
 #[derive(Debug)]
 pub struct AudioReceiver {
     buffer: JitterBuffer,
     decoder: OpusDecoder,
+    /// Decoded and not played yet: what a stretch left over (under a
+    /// frame before a tick, under two after a decode).
+    pending: Vec<f32>,
+    shortened: u64,
+    lengthened: u64,
 }
 
 impl AudioReceiver {
@@ -288,6 +360,9 @@ impl AudioReceiver {
         Ok(Self {
             buffer: JitterBuffer::new(),
             decoder: OpusDecoder::new()?,
+            pending: Vec::new(),
+            shortened: 0,
+            lengthened: 0,
         })
     }
 
@@ -307,10 +382,55 @@ impl AudioReceiver {
         &self.buffer
     }
 
-    /// The next 20 ms: decoded, recovered from FEC, concealed, or `None`
-    /// when the member is silent.
+    /// Times playout was sped up by a pitch period to bring the delay down.
+    pub fn shortened(&self) -> u64 {
+        self.shortened
+    }
+
+    /// Times playout was slowed down by a pitch period to let the cushion
+    /// grow.
+    pub fn lengthened(&self) -> u64 {
+        self.lengthened
+    }
+
+    /// The next 20 ms: decoded, recovered from FEC, concealed, stretched,
+    /// or `None` when the member is silent.
     pub fn tick(&mut self) -> Option<Vec<f32>> {
-        let out = match self.buffer.pull() {
+        let mut stretched = false;
+        while self.pending.len() < FRAME_SAMPLES {
+            let pulled = self.buffer.pull();
+            // Only decoded voice is stretched: concealment already is a
+            // guess, drawn out from what came before.
+            let decoded = matches!(pulled, Pulled::Packet(_) | Pulled::Lost { next: Some(_) });
+            let Some(samples) = self.decode(pulled) else {
+                if self.pending.is_empty() {
+                    return None;
+                }
+                // The member went quiet mid-stretch: play out the rest.
+                self.pending.resize(FRAME_SAMPLES, 0.0);
+                break;
+            };
+            self.pending.extend(samples);
+            if stretched || !decoded {
+                continue;
+            }
+            let changed = match self.buffer.pace() {
+                Pace::Steady => None,
+                Pace::Faster => stretch::shorten(&self.pending).inspect(|_| self.shortened += 1),
+                Pace::Slower => stretch::lengthen(&self.pending).inspect(|_| self.lengthened += 1),
+            };
+            if let Some(changed) = changed {
+                self.pending = changed;
+                stretched = true;
+            }
+        }
+        let rest = self.pending.split_off(FRAME_SAMPLES);
+        Some(std::mem::replace(&mut self.pending, rest))
+    }
+
+    /// What one pull of the buffer plays, or `None` for silence.
+    fn decode(&mut self, pulled: Pulled) -> Option<Vec<f32>> {
+        let out = match pulled {
             Pulled::Packet(p) => self.decoder.decode(&p),
             Pulled::Lost { next: Some(n) } => self.decoder.decode_fec(&n),
             Pulled::Lost { next: None } | Pulled::Wait => self.decoder.conceal(),
@@ -453,7 +573,39 @@ mod tests {
     fn the_cushion_shrinks_again_when_the_jitter_goes() {
         let (jb, _) = run(800, |i| if i < 300 { spread(i) } else { 0 }, |_| false);
         assert!(jb.target() <= 2, "{}", jb.target());
-        assert!(jb.skipped() > 0, "delay brought down by skipping");
+        // What was held for the jitter is left to play out faster; it is
+        // not skipped.
+        assert_eq!(jb.skipped(), 0);
+    }
+
+    #[test]
+    fn playout_is_told_to_speed_up_when_more_is_held_than_needed() {
+        let mut jb = JitterBuffer::new();
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(0, 0), (1, 20)]);
+        assert_eq!(jb.pull(), Pulled::Packet(p(0)));
+        assert_eq!(jb.pace(), Pace::Steady);
+        arrive(&mut jb, t0, &[(2, 40), (3, 40), (4, 40), (5, 40)]);
+        assert_eq!(jb.pull(), Pulled::Packet(p(1)));
+        assert_eq!(jb.pace(), Pace::Faster, "target {}", jb.target());
+    }
+
+    #[test]
+    fn playout_is_told_to_slow_down_when_the_cushion_stays_short() {
+        // Every packet 60 ms late but one early: the cushion must cover
+        // 60 ms, and playout started on the early one with less.
+        let mut jb = JitterBuffer::new();
+        let t0 = Instant::now();
+        arrive(&mut jb, t0, &[(0, 0), (1, 20)]);
+        let mut paces = Vec::new();
+        for s in 2..40u16 {
+            let at = u64::from(s) * 20 + if s % 12 == 0 { 0 } else { 60 };
+            arrive(&mut jb, t0, &[(s, at)]);
+            jb.pull();
+            paces.push(jb.pace());
+        }
+        assert!(jb.target() >= 4, "{}", jb.target());
+        assert!(paces.contains(&Pace::Slower), "{paces:?}");
     }
 
     #[test]
@@ -548,7 +700,8 @@ mod tests {
             jb.push(t0 + Duration::from_millis(u64::from(s) * 20), s, p(s as u8));
         }
         jb.pull();
-        assert!(jb.len() <= jb.target() + 2, "{} held", jb.len());
+        assert!(jb.len() <= jb.target() + SKIP_AT, "{} held", jb.len());
+        assert_eq!(jb.pace(), Pace::Faster);
     }
 }
 
@@ -608,6 +761,105 @@ mod loss_tests {
             })
             .count();
         tonal as f64 / blocks.len() as f64
+    }
+
+    /// A 630 Hz tone (not a whole number of periods in 20 ms, so a frame
+    /// skipped or repeated clicks) sent every 20 ms, packet `i` arriving at
+    /// `arrives(i)` ms (`None`: lost), played by a tick every 20 ms for
+    /// `n` ticks: the receiver and everything it played.
+    fn played(n: u16, arrives: impl Fn(u16) -> Option<u64>) -> (AudioReceiver, Vec<f32>) {
+        let mut mic = ToneMicrophone::new(630.0, 0.3);
+        let mut enc = OpusEncoder::new(32_000, 5).unwrap();
+        let mut rx = AudioReceiver::new().unwrap();
+        let t0 = Instant::now();
+        let mut in_flight: Vec<(u64, u16, Vec<u8>)> = Vec::new();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let packet = enc.encode(&mic.generate()).unwrap();
+            if let Some(at) = arrives(i) {
+                in_flight.push((at, i, packet));
+            }
+            in_flight.sort_by_key(|f| f.0);
+            let now = u64::from(i) * 20 + 10;
+            let due = in_flight.partition_point(|f| f.0 <= now);
+            for (at, s, packet) in in_flight.drain(..due) {
+                rx.push(t0 + Duration::from_millis(at), s, packet, Vec::new());
+            }
+            out.extend(rx.tick().unwrap_or_else(|| vec![0.0; FRAME_SAMPLES]));
+        }
+        (rx, out)
+    }
+
+    /// The largest step between neighbouring samples of `x`.
+    fn largest_step(x: &[f32]) -> f32 {
+        x.windows(2)
+            .map(|w| (w[1] - w[0]).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// The share of 100 ms blocks of `x` in which the 630 Hz tone stands out.
+    fn tonal(x: &[f32]) -> f64 {
+        let blocks: Vec<&[f32]> = x.chunks(FRAME_SAMPLES * 5).collect();
+        let heard = blocks
+            .iter()
+            .filter(|b| {
+                detect_tone(b, &[530.0, 630.0, 730.0]).is_some_and(|(g, s)| g == 630.0 && s > 0.6)
+            })
+            .count();
+        heard as f64 / blocks.len() as f64
+    }
+
+    #[test]
+    fn a_stall_s_delay_is_played_out_faster_without_a_gap_or_a_click() {
+        // A clean 20 ms path, except that the packets sent between 2.0 and
+        // 2.3 s are held and arrive together at 2.3 s (a Wi-Fi stall).
+        let (rx, out) = played(500, |i| {
+            let sent = u64::from(i) * 20;
+            Some(if (100..115).contains(&i) {
+                2300
+            } else {
+                sent + 20
+            })
+        });
+        let frame = |t_ms: usize| t_ms / 20 * FRAME_SAMPLES;
+        let clean = &out[frame(400)..frame(2000)];
+        // The cushion grew to cover the stall; two seconds later the path
+        // has been steady long enough to need none, and what was held
+        // plays out a pitch period faster at a time: nothing is skipped.
+        assert_eq!(rx.buffer().skipped(), 0);
+        assert!(rx.shortened() >= 10, "{} shortened", rx.shortened());
+        assert!(rx.buffer().len() <= 3, "{} still held", rx.buffer().len());
+        let after = &out[frame(4400)..];
+        assert!(
+            largest_step(after) < largest_step(clean) * 1.5,
+            "a click: step {} against {}",
+            largest_step(after),
+            largest_step(clean)
+        );
+        assert!(
+            tonal(after) >= 0.98,
+            "tone in {:.2} of blocks",
+            tonal(after)
+        );
+    }
+
+    #[test]
+    fn a_cushion_that_must_grow_grows_by_slowing_down() {
+        // Steady for 2 s, then every packet but one in six comes 60 ms
+        // late: the cushion has to grow by three packets.
+        let (rx, out) = played(400, |i| {
+            let sent = u64::from(i) * 20;
+            Some(sent + if i >= 100 && i % 6 != 0 { 70 } else { 10 })
+        });
+        assert!(rx.buffer().target() >= 4, "{}", rx.buffer().target());
+        assert!(rx.lengthened() >= 1, "never slowed down");
+        assert_eq!(rx.buffer().skipped(), 0);
+        let after = &out[150 * FRAME_SAMPLES..];
+        assert!(
+            tonal(after) >= 0.98,
+            "tone in {:.2} of blocks",
+            tonal(after)
+        );
     }
 
     #[test]

@@ -75,8 +75,14 @@ pub struct MemberAudioStats {
     pub buffer_ms: u32,
     /// Ticks played without their packet (lost or waited for).
     pub concealed: u64,
-    /// Packets dropped to bring the delay down.
+    /// Packets dropped to bring the delay down (only after a burst; a
+    /// smaller excess is played out faster).
     pub skipped: u64,
+    /// Times playout was sped up by a pitch period to bring the delay down.
+    pub shortened: u64,
+    /// Times playout was slowed down by a pitch period to let the cushion
+    /// grow without a gap.
+    pub lengthened: u64,
     /// Lost packets rebuilt from the copies (RED) in later ones.
     pub repaired: u64,
 }
@@ -243,7 +249,8 @@ impl Mixer {
                 let tone_hz = detect_tone(&window, &self.candidates)
                     .filter(|(_, share)| *share > 0.6)
                     .map(|(f, _)| f);
-                let b = m.receiver.buffer();
+                let r = &m.receiver;
+                let b = r.buffer();
                 let stats = MemberAudioStats {
                     level,
                     tone_hz: if level > 0.01 { tone_hz } else { None },
@@ -253,6 +260,8 @@ impl Mixer {
                     buffer_ms: b.target() as u32 * 20,
                     concealed: b.concealed(),
                     skipped: b.skipped(),
+                    shortened: r.shortened(),
+                    lengthened: r.lengthened(),
                     repaired: b.repaired(),
                 };
                 (who.clone(), stats)

@@ -4,3 +4,4 @@
 pub mod jitter;
 pub mod mixer;
 pub mod speaker;
+pub mod stretch;
