@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use beckon_core::registry::CallRequest;
+use beckon_core::registry::{CallRequest, InviteRequest};
 use beckon_protocol::{
     DeviceId, ErrorBody, ErrorCode, Event, Reply, Request, RequestId, ServerMessage, Session,
     SessionCloseReason, SessionToken, UserId, UserProfile, decode_client_message, limits,
@@ -429,14 +429,14 @@ impl<H: Hub> Conn<H> {
             } => {
                 limits::check_user_count(users.len())?;
                 let (users, unknown) = self.split_known(users).await?;
-                CallRequest::Invite {
+                CallRequest::Invite(InviteRequest {
                     call_id: auth::new_call_id(),
                     users,
                     unknown,
                     kind,
                     timeout_secs,
                     extended_data,
-                }
+                })
             }
             Request::Add { call_id, users } => {
                 limits::check_user_count(users.len())?;

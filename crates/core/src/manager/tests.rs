@@ -9,7 +9,7 @@ use beckon_protocol::{
 };
 
 use super::*;
-use crate::registry::{CallRequest, Input, Output, Registry, RegistryConfig};
+use crate::registry::{CallRequest, Input, InviteRequest, Output, Registry, RegistryConfig};
 
 fn uid(s: &str) -> UserId {
     UserId::try_from(s).unwrap()
@@ -148,14 +148,14 @@ impl World {
         self.request(
             from,
             "d1",
-            CallRequest::Invite {
+            CallRequest::Invite(InviteRequest {
                 call_id: call_id.clone(),
                 users: to.iter().map(|u| uid(u)).collect(),
                 unknown: vec![],
                 kind: CallKind::Video,
                 timeout_secs: Some(30),
                 extended_data: ExtendedData::default(),
-            },
+            }),
         );
         call_id
     }
@@ -381,14 +381,14 @@ fn glare_puts_both_in_one_connected_call() {
     w.request(
         "bob",
         "d1",
-        CallRequest::Invite {
+        CallRequest::Invite(InviteRequest {
             call_id,
             users: vec![uid("alice")],
             unknown: vec![],
             kind: CallKind::Video,
             timeout_secs: None,
             extended_data: ExtendedData::default(),
-        },
+        }),
     );
     for u in ["alice", "bob"] {
         let c = w.manager(u, "d1").current().unwrap();

@@ -135,14 +135,14 @@ impl Harness {
         let call_id = CallId::try_from(format!("call{:028}", self.next_id + 1)).unwrap();
         self.req(
             from,
-            CallRequest::Invite {
+            CallRequest::Invite(InviteRequest {
                 call_id,
                 users: to.iter().map(|u| uid(u)).collect(),
                 unknown: vec![],
                 kind: CallKind::Video,
                 timeout_secs: timeout,
                 extended_data: ExtendedData::try_from("{\"kind\":\"video\"}").unwrap(),
-            },
+            }),
         )
     }
 
@@ -332,14 +332,14 @@ fn unknown_users_are_reported_per_user_not_as_a_failed_call() {
     let reply = h
         .req(
             "alice",
-            CallRequest::Invite {
+            CallRequest::Invite(InviteRequest {
                 call_id: CallId::try_from("x0000000000000000000000000000001").unwrap(),
                 users: vec![uid("bob")],
                 unknown: vec![uid("nobody")],
                 kind: CallKind::Voice,
                 timeout_secs: None,
                 extended_data: ExtendedData::default(),
-            },
+            }),
         )
         .unwrap();
     let Reply::Invitation { results, call, .. } = reply else {
@@ -361,14 +361,14 @@ fn inviting_only_unknown_users_fails_and_creates_no_call() {
     h.online(&["alice"]);
     let r = h.req(
         "alice",
-        CallRequest::Invite {
+        CallRequest::Invite(InviteRequest {
             call_id: CallId::try_from("x0000000000000000000000000000001").unwrap(),
             users: vec![],
             unknown: vec![uid("nobody")],
             kind: CallKind::Voice,
             timeout_secs: None,
             extended_data: ExtendedData::default(),
-        },
+        }),
     );
     assert_eq!(r.unwrap_err(), ErrorCode::NotFound);
     assert_eq!(h.reg.live_calls(), 0);
@@ -1548,14 +1548,14 @@ mod prop {
                     Op::Advance(ms) => h.advance(ms as f64 / 1000.0),
                     Op::Invite(u, d, to) => {
                         let call_id = CallId::try_from(format!("prop{:028}", h.next_id + 1)).unwrap();
-                        let r = h.req_on(USERS[u], DEVICES[d], CallRequest::Invite {
+                        let r = h.req_on(USERS[u], DEVICES[d], CallRequest::Invite(InviteRequest {
                             call_id: call_id.clone(),
                             users: to.iter().map(|t| uid(USERS[*t])).collect(),
                             unknown: vec![],
                             kind: CallKind::Voice,
                             timeout_secs: Some(20),
                             extended_data: ExtendedData::default(),
-                        });
+                        }));
                         if let Ok(Reply::Invitation { call, .. }) = r
                             && !calls.contains(&call.call_id) { calls.push(call.call_id) }
                     }
