@@ -1,0 +1,153 @@
+//! The media of the current call: started when the call connects,
+//! stopped when it ends, its events and per-second stats.
+
+use std::sync::Arc;
+
+use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+use beckon_protocol::{CallId, CallKind};
+use tokio::sync::mpsc;
+
+use super::call_view;
+use super::{Actor, STATS_EVERY};
+use crate::devices::{self};
+use crate::tiles::{SELF_TILE, TileSink};
+use crate::view::UiEvent;
+
+/// The media of the call in progress.
+pub(super) struct Media {
+    pub(super) call_id: CallId,
+    pub(super) media: Arc<CallMedia>,
+    pub(super) events: mpsc::UnboundedReceiver<MediaEvent>,
+}
+
+impl Actor {
+    pub(super) async fn start_media(&mut self, call_id: CallId) {
+        if self.media.is_some() {
+            return;
+        }
+        self.stop_preview().await;
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let (Some(me), Some(current)) = (client.me(), client.current_call()) else {
+            return;
+        };
+        let kind = current.info.kind;
+        let mut config = CallConfig::new(me.clone(), kind);
+        config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
+        config.mic_on = self.extras.mic;
+        config.camera_on = self.extras.camera && kind == CallKind::Video;
+        let mut problems = Vec::new();
+        let camera = match kind {
+            CallKind::Video => devices::open_camera(&self.choice.camera).unwrap_or_else(|e| {
+                problems.push(format!(
+                    "Camera unavailable: {e}. The others see your picture instead."
+                ));
+                None
+            }),
+            CallKind::Voice => None,
+        };
+        let (mic, mic_problem) =
+            devices::microphone_or_silence(&self.choice.microphone, me.as_str());
+        if let Some(e) = mic_problem {
+            problems.push(format!(
+                "Microphone unavailable: {e}. The others cannot hear you."
+            ));
+        }
+        let (speaker, speaker_problem) = devices::speaker_or_null(&self.choice.speaker);
+        if let Some(e) = speaker_problem {
+            problems.push(format!(
+                "Speaker unavailable: {e}. You cannot hear the call."
+            ));
+        }
+        for message in problems {
+            self.ui(UiEvent::Problem { message });
+        }
+        let sink = Arc::new(TileSink {
+            tiles: self.env.tiles.clone(),
+            me: me.clone(),
+        });
+        let started = CallMedia::start(config, camera, mic, sink.clone(), speaker, Some(sink));
+        let (media, events) = match started {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.ui(UiEvent::Problem {
+                    message: format!("Media could not start: {e}"),
+                });
+                return;
+            }
+        };
+        let media = Arc::new(media);
+        media.set_speaker(self.extras.speaker);
+        for user in current.others_in_call(&me) {
+            if let Err(e) = media.add_member(user.clone(), self.extras.we_offer).await {
+                tracing::warn!(error = %e, "could not connect to a member");
+            }
+        }
+        self.media = Some(Media {
+            call_id,
+            media,
+            events,
+        });
+        self.stats_at = Some(tokio::time::Instant::now() + STATS_EVERY);
+    }
+
+    pub(super) async fn stop_media(&mut self) {
+        self.stats_at = None;
+        if let Some(m) = self.media.take() {
+            m.media.close().await;
+            for user in m.media.members() {
+                self.env.tiles.clear(user.as_str());
+            }
+            self.env.tiles.clear(SELF_TILE);
+        }
+    }
+
+    pub(super) async fn media_event(&mut self, event: MediaEvent) {
+        let Some(call_id) = self.media.as_ref().map(|m| m.call_id.clone()) else {
+            return;
+        };
+        match event {
+            MediaEvent::Signal { to, signal } => {
+                if let Some(client) = &self.client
+                    && let Err(e) = client.signal(call_id, to, signal).await
+                {
+                    tracing::debug!(error = %e, "media signal not sent");
+                }
+            }
+            MediaEvent::RemoteMediaState { user, mic, camera } => {
+                let r = self.extras.remote.entry(user).or_default();
+                (r.mic, r.camera) = (mic, camera);
+                self.emit_call();
+            }
+            MediaEvent::PeerState { .. } => self.stats().await,
+            MediaEvent::DeviceFailed(e) => self.ui(UiEvent::Problem {
+                message: format!("A device stopped: {e}"),
+            }),
+            MediaEvent::Rejected { from, error } => {
+                tracing::warn!(%from, error = %error, "unusable media signaling");
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) async fn stats(&mut self) {
+        let Some(m) = &self.media else {
+            self.stats_at = None;
+            return;
+        };
+        let stats = m.media.stats().await;
+        call_view::apply_stats(&mut self.extras, &stats);
+        self.extras.video_paused =
+            m.media.send_stats().video_step == Some(beckon_media::ladder::Step::Paused);
+        self.stats_at = Some(tokio::time::Instant::now() + STATS_EVERY);
+        self.emit_call();
+    }
+}
+
+pub(super) async fn next_media(media: &mut Option<Media>) -> Option<MediaEvent> {
+    match media {
+        Some(m) => m.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
