@@ -17,6 +17,7 @@ mod app;
 mod bench;
 mod chromium;
 mod deps;
+mod graph;
 mod network;
 mod procs;
 mod run;
@@ -35,6 +36,7 @@ tasks:
   network   the network tests alone (calls through coturn across an impaired link)
   bundle    a .deb of the release build (target/release/bundle)
   bindings  regenerate ui/src/lib/bindings.ts from src-tauri/src/view.rs
+  graph     check the crate graph against DESIGN §1 (part of test)
   bench     every benchmark below, then rewrite docs/benchmarks.md (under 30 min)
   bench     media|signaling|app [--secs N]: one of them (media against headless
             Chromium, the signaling server under load, the desktop app's footprint)";
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Some("network") => deps::ensure(deps::Purpose::Test).and_then(|()| network::test()),
         Some("bundle") => app::bundle(),
         Some("bindings") => app::bindings(),
+        Some("graph") => graph::check(),
         Some("bench") if args.len() == 1 => bench_all(),
         Some("bench") => bench::bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
@@ -119,6 +122,7 @@ fn bench_all() -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     deps::ensure(deps::Purpose::Test)?;
     step("formatting", cargo(&["fmt", "--all", "--", "--check"]))?;
+    graph::check()?;
     // The app embeds the built UI, so it comes before the Rust build.
     app::test_ui()?;
     step(

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use beckon_client::Notice;
 use beckon_client::{Client, ClientConfig, ClientEvent, Credentials};
-use beckon_core::manager::Notice;
 use beckon_server::{PasswordCost, Server, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use beckon_client::{ClientEvent, StopReason};
-use beckon_core::manager::{Notice, Phase};
+use beckon_client::{Notice, Phase};
 use beckon_protocol::{
     CallId, CallKind, ErrorCode, MemberState, Outcome, Reason, RejectReason, SessionCloseReason,
     Signal, UserId,
