@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beckon_core::manager::{Action, CallManager};
+use beckon_core::manager::{CallManager, Input, Notice, Output};
 use beckon_protocol::{
-    CallId, ClientMessage, ErrorBody, ErrorCode, Event, ExtendedData, PROTOCOL_VERSION, Reason,
-    Reply, Request, RequestId, ServerMessage, SessionCloseReason, SessionToken, limits,
+    ClientMessage, ErrorBody, ErrorCode, Event, PROTOCOL_VERSION, Reply, Request, RequestId,
+    ServerMessage, SessionCloseReason, SessionToken, limits,
 };
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
@@ -41,22 +41,12 @@ fn still_ours(ip: std::net::IpAddr) -> bool {
     std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
-/// What the task must do with a reply besides handing it back.
-#[derive(Debug, Clone)]
-enum Track {
-    Nothing,
-    /// `invite`/`add`/`accept`/`join`: we may now be in a call.
-    Entered,
-    /// `reject`/`quit`/`end`: we left this call.
-    Left(CallId, Reason),
-    /// Our own `call_status` after a resume.
-    Status(CallId),
-    Logout,
-}
-
+/// A request in flight.
 struct Pending {
+    /// Who waits for the answer (none for the manager's own requests).
     reply: Option<oneshot::Sender<Result<Reply, ClientError>>>,
-    track: Track,
+    /// A `logout`: its answer ends the session.
+    logout: bool,
 }
 
 enum Outcome {
@@ -73,6 +63,8 @@ struct Task {
     shared: Arc<Mutex<Shared>>,
     token: Option<SessionToken>,
     manager: Option<CallManager>,
+    /// The manager's notices, handed on after the answer that caused them.
+    notices: Vec<Notice>,
     next_id: RequestId,
 }
 
@@ -94,6 +86,7 @@ pub(crate) async fn run(
         shared,
         token,
         manager: None,
+        notices: Vec::new(),
         next_id: 0,
     };
     task.run(ready).await;
@@ -255,12 +248,9 @@ impl Task {
                 Err(e) if resuming && e.code == ErrorCode::Unauthorized => {
                     tracing::info!("session not resumable; signing in again");
                     self.token = None;
-                    if let Some(m) = &mut self.manager {
-                        // A new session starts without the old one's calls.
-                        if let Some(call) = m.current().map(|c| c.info.call_id.clone()) {
-                            m.on_status(&call, Err(ErrorCode::NotFound));
-                        }
-                    }
+                    // A new session starts without the old one's calls.
+                    let asked = self.feed(Input::NewSession);
+                    debug_assert!(asked.is_empty(), "a new session asks for nothing");
                     self.flush_notices().await;
                     if matches!(self.config.credentials, Credentials::Token(_)) {
                         return Err(ClientError::SignIn(e));
@@ -274,33 +264,10 @@ impl Task {
 
     async fn serve(&mut self, mut ws: Ws) -> Outcome {
         let mut pending: HashMap<RequestId, Pending> = HashMap::new();
-        // After a resume, learn whether the call we knew of is still on.
-        if let Some(call_id) = self
-            .manager
-            .as_ref()
-            .and_then(|m| m.current())
-            .map(|c| c.info.call_id.clone())
-        {
-            let id = self.id();
-            pending.insert(
-                id,
-                Pending {
-                    reply: None,
-                    track: Track::Status(call_id.clone()),
-                },
-            );
-            if send(
-                &mut ws,
-                &ClientMessage {
-                    id,
-                    request: Request::CallStatus { call_id },
-                },
-            )
-            .await
-            .is_err()
-            {
-                return Outcome::Lost("send failed".into());
-            }
+        // After a resume, the manager asks whether its call is still on.
+        let asked = self.feed(Input::Connected);
+        if let Err(outcome) = self.send_asked(&mut ws, &mut pending, asked).await {
+            return outcome;
         }
         let silence = self.config.silence_timeout;
         let mut deadline = tokio::time::Instant::now() + silence;
@@ -342,13 +309,15 @@ impl Task {
                         let _ = ws.close(None).await;
                         break Outcome::Stop(StopReason::Dropped);
                     };
-                    let track = track_of(&request);
+                    let logout = matches!(request, Request::Logout);
                     let id = self.id();
+                    let asked = self.feed(Input::Sent { id, request: &request });
+                    debug_assert!(asked.is_empty(), "sending asks for nothing");
                     if let Err(e) = send(&mut ws, &ClientMessage { id, request }).await {
                         let _ = reply.send(Err(e));
                         break Outcome::Lost("send failed".into());
                     }
-                    pending.insert(id, Pending { reply: Some(reply), track });
+                    pending.insert(id, Pending { reply: Some(reply), logout });
                 }
                 () = tokio::time::sleep_until(deadline) => {
                     break Outcome::Lost("the server went silent".into());
@@ -360,6 +329,7 @@ impl Task {
                 let _ = reply.send(Err(ClientError::Disconnected));
             }
         }
+        self.feed(Input::Disconnected);
         outcome
     }
 
@@ -373,14 +343,20 @@ impl Task {
         match msg {
             ServerMessage::Reply { id, reply } => {
                 let p = pending.remove(&id)?;
-                self.track(&p.track, Ok(&reply));
-                // The shared copy first: whoever awaits this reply may ask
-                // for the current call the moment it arrives.
-                self.set_current_from_manager();
+                // The manager (and the shared copy of the current call)
+                // first: whoever awaits this reply may ask for the current
+                // call the moment it arrives.
+                let asked = self.feed(Input::Answered {
+                    id,
+                    result: Ok(&reply),
+                });
                 if let Some(tx) = p.reply {
                     let _ = tx.send(Ok(reply));
                 }
-                if matches!(p.track, Track::Logout) {
+                if let Err(outcome) = self.send_asked(ws, pending, asked).await {
+                    return Some(outcome);
+                }
+                if p.logout {
                     self.token = None;
                     return Some(Outcome::Stop(StopReason::Closed(
                         SessionCloseReason::LoggedOut,
@@ -392,10 +368,15 @@ impl Task {
                 error,
             } => {
                 let p = pending.remove(&id)?;
-                self.track(&p.track, Err(error.code));
-                self.set_current_from_manager();
+                let asked = self.feed(Input::Answered {
+                    id,
+                    result: Err(error.code),
+                });
                 if let Some(tx) = p.reply {
                     let _ = tx.send(Err(ClientError::Server(error)));
+                }
+                if let Err(outcome) = self.send_asked(ws, pending, asked).await {
+                    return Some(outcome);
                 }
             }
             ServerMessage::Error { id: None, error } => {
@@ -424,61 +405,68 @@ impl Task {
                     return Some(Outcome::Lost("the server is restarting".into()));
                 }
                 event => {
-                    if let Some(m) = &mut self.manager {
-                        m.handle_event(&event);
+                    // The manager's requests (a busy decline) go out at once.
+                    let asked = self.feed(Input::Event(&event));
+                    if let Err(outcome) = self.send_asked(ws, pending, asked).await {
+                        return Some(outcome);
                     }
                 }
             },
-        }
-        // Replies the manager wants sent (busy auto-reject).
-        let actions: Vec<Action> = match &mut self.manager {
-            Some(m) => std::iter::from_fn(|| m.poll_action()).collect(),
-            None => Vec::new(),
-        };
-        for Action::Reject { call_id, reason } in actions {
-            let id = self.id();
-            pending.insert(
-                id,
-                Pending {
-                    reply: None,
-                    track: Track::Nothing,
-                },
-            );
-            let request = Request::Reject {
-                call_id,
-                reason,
-                extended_data: ExtendedData::default(),
-            };
-            if send(ws, &ClientMessage { id, request }).await.is_err() {
-                return Some(Outcome::Lost("send failed".into()));
-            }
         }
         self.flush_notices().await;
         None
     }
 
-    /// Feeds the outcome of our own requests to the call manager.
-    fn track(&mut self, track: &Track, result: Result<&Reply, ErrorCode>) {
-        let Some(m) = &mut self.manager else { return };
-        match (track, result) {
-            (Track::Entered, Ok(Reply::Invitation { call, .. })) => m.on_invited(call.clone()),
-            (Track::Entered, Ok(Reply::Call { call })) => m.on_in_call(call.clone()),
-            (Track::Left(call_id, reason), Ok(_)) => m.on_left(call_id, *reason),
-            (Track::Status(call_id), Ok(Reply::Call { call })) => {
-                m.on_status(call_id, Ok(call.clone()))
+    /// Feeds the call manager one input: keeps its notices for
+    /// [`Task::flush_notices`], updates the shared copy of the current call,
+    /// and returns the requests it asks to send.
+    fn feed(&mut self, input: Input<'_>) -> Vec<Request> {
+        let Some(m) = &mut self.manager else {
+            return Vec::new();
+        };
+        m.handle(input);
+        let mut asked = Vec::new();
+        while let Some(out) = m.poll_output() {
+            match out {
+                Output::Notice(n) => self.notices.push(n),
+                Output::Send(request) => asked.push(request),
             }
-            (Track::Status(call_id), Err(code)) => m.on_status(call_id, Err(code)),
-            _ => {}
         }
+        self.set_current_from_manager();
+        asked
     }
 
+    /// Sends the requests the manager asked for, telling it each was sent.
+    async fn send_asked(
+        &mut self,
+        ws: &mut Ws,
+        pending: &mut HashMap<RequestId, Pending>,
+        asked: Vec<Request>,
+    ) -> Result<(), Outcome> {
+        for request in asked {
+            let id = self.id();
+            let more = self.feed(Input::Sent {
+                id,
+                request: &request,
+            });
+            debug_assert!(more.is_empty(), "sending asks for nothing");
+            pending.insert(
+                id,
+                Pending {
+                    reply: None,
+                    logout: false,
+                },
+            );
+            send(ws, &ClientMessage { id, request })
+                .await
+                .map_err(|_| Outcome::Lost("send failed".into()))?;
+        }
+        Ok(())
+    }
+
+    /// Hands the manager's notices on to the owner.
     async fn flush_notices(&mut self) {
-        let notices: Vec<_> = match &mut self.manager {
-            Some(m) => std::iter::from_fn(|| m.poll_notice()).collect(),
-            None => return,
-        };
-        self.set_current_from_manager();
-        for n in notices {
+        for n in std::mem::take(&mut self.notices) {
             self.emit(ClientEvent::Notice(n)).await;
         }
     }
@@ -500,22 +488,6 @@ impl Task {
     fn id(&mut self) -> RequestId {
         self.next_id += 1;
         self.next_id
-    }
-}
-
-fn track_of(request: &Request) -> Track {
-    match request {
-        Request::Invite { .. }
-        | Request::Add { .. }
-        | Request::Accept { .. }
-        | Request::Join { .. } => Track::Entered,
-        Request::Reject {
-            call_id, reason, ..
-        } => Track::Left(call_id.clone(), (*reason).into()),
-        Request::Quit { call_id, .. } => Track::Left(call_id.clone(), Reason::Quit),
-        Request::End { call_id, .. } => Track::Left(call_id.clone(), Reason::Ended),
-        Request::Logout => Track::Logout,
-        _ => Track::Nothing,
     }
 }
 

@@ -2,24 +2,34 @@
 //! the events a UI needs (the seed's call manager), built from what the
 //! server sends.
 //!
+//! It has the registry's shape: one [`CallManager::handle`] for everything
+//! it is told (server events, the device's own requests and their answers,
+//! the connection coming and going) and one [`CallManager::poll_output`]
+//! for everything it asks (notices for the UI, requests to send).
+//!
 //! ```
-//! use beckon_core::manager::{CallManager, Action, Notice};
+//! use beckon_core::manager::{CallManager, Input, Output};
 //! use beckon_protocol::{DeviceId, UserId};
 //!
 //! let mut m = CallManager::new(UserId::try_from("bob").unwrap(), DeviceId::try_from("d1").unwrap());
-//! // for each server event: m.handle_event(&event);
-//! while let Some(action) = m.poll_action() {
-//!     match action { Action::Reject { call_id, reason } => { /* send `reject` */ } }
+//! m.handle(Input::Connected);
+//! // for each request sent: m.handle(Input::Sent { id, request: &request });
+//! // for each answer: m.handle(Input::Answered { id, result: Ok(&reply) });
+//! // for each server event: m.handle(Input::Event(&event));
+//! while let Some(out) = m.poll_output() {
+//!     match out {
+//!         Output::Notice(notice) => { /* update the UI */ }
+//!         Output::Send(request) => { /* send it, then report it as `Sent` */ }
+//!     }
 //! }
-//! while let Some(notice) = m.poll_notice() { /* update the UI */ }
 //! assert!(!m.is_busy());
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use beckon_protocol::{
-    CallId, CallInfo, DeviceId, ErrorCode, Event, MemberChange, MemberState, Reason, RejectReason,
-    UserId,
+    CallId, CallInfo, DeviceId, ErrorCode, Event, ExtendedData, MemberChange, MemberState, Reason,
+    RejectReason, Reply, Request, RequestId, UserId,
 };
 
 /// Where the current call stands for this device.
@@ -126,27 +136,82 @@ pub enum Notice {
     },
 }
 
-/// What the client must send on its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Decline an invitation.
-    Reject {
-        /// The call.
-        call_id: CallId,
-        /// Always `busy` today.
-        reason: RejectReason,
+/// What a device's call manager is told.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// The server sent an event.
+    Event(&'a Event),
+    /// The device sent request `id` (its own, or one the manager asked for).
+    Sent {
+        /// The request's id.
+        id: RequestId,
+        /// What was asked.
+        request: &'a Request,
     },
+    /// The server answered request `id`: its reply, or the error's code.
+    Answered {
+        /// The request's id.
+        id: RequestId,
+        /// The reply, or the error's code.
+        result: Result<&'a Reply, ErrorCode>,
+    },
+    /// Signed in (again): the manager asks how the call it knew of stands.
+    Connected,
+    /// Signed in on a fresh session, the old one not resumable: the old
+    /// session's call is over for this device.
+    NewSession,
+    /// The connection dropped: requests in flight will not be answered.
+    Disconnected,
 }
 
-/// A device's call state machine. Feed it server events and the results of
-/// its own requests; poll it for notices and actions.
+/// What the manager asks of its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Tell the UI.
+    Notice(Notice),
+    /// Send this request for the device (a busy decline, a status check
+    /// after a reconnect), and report it as [`Input::Sent`] like any other.
+    Send(Request),
+}
+
+/// What the answer to one of our requests means for the current call.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// `invite`/`add`/`accept`/`join`: we may now be in a call.
+    Entered,
+    /// `reject`/`quit`/`end`: we left this call.
+    Left(CallId, Reason),
+    /// `call_status` after a reconnect.
+    Status(CallId),
+}
+
+impl Expect {
+    fn of(request: &Request) -> Option<Self> {
+        Some(match request {
+            Request::Invite { .. }
+            | Request::Add { .. }
+            | Request::Accept { .. }
+            | Request::Join { .. } => Self::Entered,
+            Request::Reject {
+                call_id, reason, ..
+            } => Self::Left(call_id.clone(), (*reason).into()),
+            Request::Quit { call_id, .. } => Self::Left(call_id.clone(), Reason::Quit),
+            Request::End { call_id, .. } => Self::Left(call_id.clone(), Reason::Ended),
+            Request::CallStatus { call_id } => Self::Status(call_id.clone()),
+            _ => return None,
+        })
+    }
+}
+
+/// A device's call state machine; see the module docs for the loop.
 #[derive(Debug)]
 pub struct CallManager {
     me: UserId,
     device: DeviceId,
     current: Option<CurrentCall>,
-    notices: VecDeque<Notice>,
-    actions: VecDeque<Action>,
+    /// Requests in flight whose answer changes the current call.
+    expect: HashMap<RequestId, Expect>,
+    out: VecDeque<Output>,
 }
 
 impl CallManager {
@@ -156,8 +221,8 @@ impl CallManager {
             me,
             device,
             current: None,
-            notices: VecDeque::new(),
-            actions: VecDeque::new(),
+            expect: HashMap::new(),
+            out: VecDeque::new(),
         }
     }
 
@@ -176,19 +241,61 @@ impl CallManager {
         self.current.is_some()
     }
 
-    /// The next UI notice.
-    pub fn poll_notice(&mut self) -> Option<Notice> {
-        self.notices.pop_front()
+    /// The next notice or request. Drain after every `handle`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
     }
 
-    /// The next request to send on our own.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input<'_>) {
+        match input {
+            Input::Event(event) => self.handle_event(event),
+            Input::Sent { id, request } => {
+                if let Some(expect) = Expect::of(request) {
+                    self.expect.insert(id, expect);
+                }
+            }
+            Input::Answered { id, result } => {
+                if let Some(expect) = self.expect.remove(&id) {
+                    self.answered(expect, result);
+                }
+            }
+            Input::Connected => {
+                if let Some(call_id) = self.current.as_ref().map(|c| c.info.call_id.clone()) {
+                    self.out
+                        .push_back(Output::Send(Request::CallStatus { call_id }));
+                }
+            }
+            Input::NewSession => {
+                self.expect.clear();
+                if let Some(call_id) = self.current.as_ref().map(|c| c.info.call_id.clone()) {
+                    self.lost(&call_id);
+                }
+            }
+            Input::Disconnected => self.expect.clear(),
+        }
+    }
+
+    fn answered(&mut self, expect: Expect, result: Result<&Reply, ErrorCode>) {
+        match (expect, result) {
+            (Expect::Entered, Ok(Reply::Invitation { call, .. })) => self.on_invited(call.clone()),
+            (Expect::Entered, Ok(Reply::Call { call })) => self.on_in_call(call.clone()),
+            (Expect::Left(call_id, reason), Ok(_)) => self.on_left(&call_id, reason),
+            (Expect::Status(call_id), Ok(Reply::Call { call })) => {
+                self.on_status(&call_id, Ok(call.clone()))
+            }
+            (Expect::Status(call_id), Err(code)) => self.on_status(&call_id, Err(code)),
+            _ => {}
+        }
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        self.out.push_back(Output::Notice(notice));
     }
 
     /// Our `invite` (or `add`) succeeded with this call. Ignored unless we
     /// are in it (an invite to busy users only may have ended it already).
-    pub fn on_invited(&mut self, call: CallInfo) {
+    fn on_invited(&mut self, call: CallInfo) {
         if call
             .member(&self.me)
             .is_some_and(|m| m.state == MemberState::Accepted)
@@ -199,7 +306,7 @@ impl CallManager {
 
     /// Our `accept` or `join` succeeded, or the server sent a snapshot of a
     /// call we are in.
-    pub fn on_in_call(&mut self, call: CallInfo) {
+    fn on_in_call(&mut self, call: CallInfo) {
         let same = self
             .current
             .as_ref()
@@ -222,13 +329,13 @@ impl CallManager {
             rung_by,
         }));
         if phase == Phase::Connected && !was_connected {
-            self.notices.push_back(Notice::CallStarted { call_id });
+            self.notice(Notice::CallStarted { call_id });
         }
     }
 
     /// The answer to `call_status` for `call_id` after a reconnect: the call
     /// as it stands, or an error when it is over for this device.
-    pub fn on_status(&mut self, call_id: &CallId, status: Result<CallInfo, ErrorCode>) {
+    fn on_status(&mut self, call_id: &CallId, status: Result<CallInfo, ErrorCode>) {
         if !self.is_current(call_id) {
             return;
         }
@@ -248,17 +355,17 @@ impl CallManager {
 
     fn lost(&mut self, call_id: &CallId) {
         self.set_current(None);
-        self.notices.push_back(Notice::EndedWhileOffline {
+        self.notice(Notice::EndedWhileOffline {
             call_id: call_id.clone(),
         });
     }
 
     /// We declined (`Declined`/`Busy`), quit (`Quit`) or ended (`Ended`) the
     /// call ourselves: it is over for us.
-    pub fn on_left(&mut self, call_id: &CallId, reason: Reason) {
+    fn on_left(&mut self, call_id: &CallId, reason: Reason) {
         if self.is_current(call_id) {
             self.set_current(None);
-            self.notices.push_back(Notice::CallEnded {
+            self.notice(Notice::CallEnded {
                 call_id: call_id.clone(),
                 reason,
                 by: Some(self.me.clone()),
@@ -266,8 +373,7 @@ impl CallManager {
         }
     }
 
-    /// Feeds one server event.
-    pub fn handle_event(&mut self, event: &Event) {
+    fn handle_event(&mut self, event: &Event) {
         match event {
             Event::CallInvited { call, by, .. } => self.invited(call, by),
             Event::CallState { call }
@@ -285,7 +391,7 @@ impl CallManager {
                 ..
             } if self.is_current(call_id) => {
                 self.set_current(None);
-                self.notices.push_back(Notice::CallEnded {
+                self.notice(Notice::CallEnded {
                     call_id: call_id.clone(),
                     reason: *reason,
                     by: by.clone(),
@@ -302,11 +408,12 @@ impl CallManager {
                 current.info = call.clone();
             }
             Some(_) => {
-                self.actions.push_back(Action::Reject {
+                self.out.push_back(Output::Send(Request::Reject {
                     call_id: call.call_id.clone(),
                     reason: RejectReason::Busy,
-                });
-                self.notices.push_back(Notice::MissedWhileBusy {
+                    extended_data: ExtendedData::default(),
+                }));
+                self.notice(Notice::MissedWhileBusy {
                     call: call.clone(),
                     by: by.clone(),
                 });
@@ -317,7 +424,7 @@ impl CallManager {
                     phase: Phase::Incoming,
                     rung_by: Some(by.clone()),
                 }));
-                self.notices.push_back(Notice::IncomingReceived {
+                self.notice(Notice::IncomingReceived {
                     call: call.clone(),
                     by: by.clone(),
                 });
@@ -354,7 +461,7 @@ impl CallManager {
             self.my_change(change);
             return;
         }
-        self.notices.push_back(Notice::MemberChanged {
+        self.notice(Notice::MemberChanged {
             change: change.clone(),
         });
         let phase = self.phase_of(&self.current.as_ref().expect("checked").info);
@@ -362,7 +469,7 @@ impl CallManager {
         if current.phase != phase && current.phase != Phase::Incoming {
             current.phase = phase;
             if phase == Phase::Connected {
-                self.notices.push_back(Notice::CallStarted {
+                self.notice(Notice::CallStarted {
                     call_id: change.call_id.clone(),
                 });
             }
@@ -376,7 +483,7 @@ impl CallManager {
         match change.state {
             MemberState::Accepted if !here => {
                 self.set_current(None);
-                self.notices.push_back(Notice::AnsweredElsewhere {
+                self.notice(Notice::AnsweredElsewhere {
                     call_id,
                     accepted: true,
                 });
@@ -387,21 +494,21 @@ impl CallManager {
             }
             MemberState::Rejected if !here && phase == Some(Phase::Incoming) => {
                 self.set_current(None);
-                self.notices.push_back(Notice::AnsweredElsewhere {
+                self.notice(Notice::AnsweredElsewhere {
                     call_id,
                     accepted: false,
                 });
             }
             MemberState::Cancelled => {
                 self.set_current(None);
-                self.notices.push_back(Notice::IncomingCancelled {
+                self.notice(Notice::IncomingCancelled {
                     call_id,
                     by: change.by.clone(),
                 });
             }
             MemberState::Timeout => {
                 self.set_current(None);
-                self.notices.push_back(Notice::IncomingTimeout { call_id });
+                self.notice(Notice::IncomingTimeout { call_id });
             }
             state if !state.is_involved() => self.set_current(None),
             _ => {}
@@ -433,7 +540,7 @@ impl CallManager {
         let was_busy = self.current.is_some();
         self.current = next;
         if was_busy != self.current.is_some() {
-            self.notices.push_back(Notice::BusyChanged {
+            self.notice(Notice::BusyChanged {
                 busy: self.current.is_some(),
             });
         }

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use beckon_protocol::{
-    CallId, CallKind, DeviceId, ExtendedData, Reason, RejectReason, Reply, ServerMessage, UserId,
+    CallId, CallKind, DeviceId, ExtendedData, Reason, RejectReason, Reply, Request, ServerMessage,
+    UserId,
 };
 
-use super::*;
+use super::{Input as ManagerInput, Output as ManagerOutput, *};
 use crate::registry::{CallRequest, Input, InviteRequest, Output, Registry, RegistryConfig};
 
 fn uid(s: &str) -> UserId {
@@ -55,9 +56,21 @@ impl World {
         self.pump();
     }
 
+    /// `user` sends `request` from `device`, as its client would: the
+    /// manager hears it was sent, the registry handles it.
     fn request(&mut self, user: &str, device: &str, request: CallRequest) {
+        self.send(uid(user), dev(device), request);
+        self.pump();
+    }
+
+    fn send(&mut self, user: UserId, device: DeviceId, request: CallRequest) {
         self.next += 1;
-        let (user, device) = (uid(user), dev(device));
+        if let Some(m) = self.managers.get_mut(&(user.clone(), device.clone())) {
+            m.handle(ManagerInput::Sent {
+                id: self.next,
+                request: &on_the_wire(&request),
+            });
+        }
         self.reg.handle(
             self.now,
             Input::Request {
@@ -67,7 +80,6 @@ impl World {
                 request,
             },
         );
-        self.pump();
     }
 
     fn advance(&mut self, secs: u64) {
@@ -76,10 +88,11 @@ impl World {
         self.pump();
     }
 
-    /// Delivers outputs to managers, runs their actions, until quiet.
+    /// Delivers the registry's messages to the managers and sends what the
+    /// managers ask for, until quiet.
     fn pump(&mut self) {
         loop {
-            let mut actions = Vec::new();
+            let mut asked = Vec::new();
             while let Some(out) = self.reg.poll_output() {
                 let Output::Send {
                     user,
@@ -92,53 +105,39 @@ impl World {
                 let Some(m) = self.managers.get_mut(&(user.clone(), device.clone())) else {
                     continue;
                 };
-                match message {
-                    ServerMessage::Event { event } => m.handle_event(&event),
-                    ServerMessage::Reply {
-                        reply: Reply::Invitation { call, .. },
-                        ..
-                    } if call
-                        .member(&user)
-                        .is_some_and(|me| me.state == MemberState::Accepted) =>
-                    {
-                        m.on_invited(call)
-                    }
-                    ServerMessage::Reply {
-                        reply: Reply::Call { call },
-                        ..
-                    } => m.on_in_call(call),
+                match &message {
+                    ServerMessage::Event { event } => m.handle(ManagerInput::Event(event)),
+                    ServerMessage::Reply { id, reply } => m.handle(ManagerInput::Answered {
+                        id: *id,
+                        result: Ok(reply),
+                    }),
+                    ServerMessage::Error {
+                        id: Some(id),
+                        error,
+                    } => m.handle(ManagerInput::Answered {
+                        id: *id,
+                        result: Err(error.code),
+                    }),
                     _ => {}
-                }
-                while let Some(a) = m.poll_action() {
-                    actions.push((user.clone(), device.clone(), a));
                 }
                 let notices = self
                     .notices
                     .entry((user.clone(), device.clone()))
                     .or_default();
-                while let Some(n) = m.poll_notice() {
-                    notices.push(n);
+                while let Some(out) = m.poll_output() {
+                    match out {
+                        ManagerOutput::Notice(n) => notices.push(n),
+                        ManagerOutput::Send(request) => {
+                            asked.push((user.clone(), device.clone(), request))
+                        }
+                    }
                 }
             }
-            if actions.is_empty() {
+            if asked.is_empty() {
                 return;
             }
-            for (user, device, Action::Reject { call_id, reason }) in actions {
-                self.next += 1;
-                let request = CallRequest::Reject {
-                    call_id,
-                    reason,
-                    extended_data: ExtendedData::default(),
-                };
-                self.reg.handle(
-                    self.now,
-                    Input::Request {
-                        user,
-                        device,
-                        id: self.next,
-                        request,
-                    },
-                );
+            for (user, device, request) in asked {
+                self.send(user, device, from_the_wire(request));
             }
         }
     }
@@ -176,6 +175,86 @@ impl World {
 
     fn manager(&self, user: &str, device: &str) -> &CallManager {
         &self.managers[&(uid(user), dev(device))]
+    }
+}
+
+/// The protocol request a client sends for a registry request.
+fn on_the_wire(request: &CallRequest) -> Request {
+    match request.clone() {
+        CallRequest::Invite(i) => Request::Invite {
+            users: i.users.into_iter().chain(i.unknown).collect(),
+            kind: i.kind,
+            timeout_secs: i.timeout_secs,
+            extended_data: i.extended_data,
+        },
+        CallRequest::Add { call_id, users, .. } => Request::Add { call_id, users },
+        CallRequest::Cancel {
+            call_id,
+            users,
+            extended_data,
+        } => Request::Cancel {
+            call_id,
+            users,
+            extended_data,
+        },
+        CallRequest::Accept {
+            call_id,
+            extended_data,
+        } => Request::Accept {
+            call_id,
+            extended_data,
+        },
+        CallRequest::Reject {
+            call_id,
+            reason,
+            extended_data,
+        } => Request::Reject {
+            call_id,
+            reason,
+            extended_data,
+        },
+        CallRequest::Quit {
+            call_id,
+            extended_data,
+        } => Request::Quit {
+            call_id,
+            extended_data,
+        },
+        CallRequest::End {
+            call_id,
+            extended_data,
+        } => Request::End {
+            call_id,
+            extended_data,
+        },
+        CallRequest::Status { call_id } => Request::CallStatus { call_id },
+        CallRequest::Join { call_id } => Request::Join { call_id },
+        CallRequest::Signal {
+            call_id,
+            to,
+            signal,
+        } => Request::Signal {
+            call_id,
+            to,
+            signal,
+        },
+    }
+}
+
+/// The registry request for what a manager asked to send.
+fn from_the_wire(request: Request) -> CallRequest {
+    match request {
+        Request::Reject {
+            call_id,
+            reason,
+            extended_data,
+        } => CallRequest::Reject {
+            call_id,
+            reason,
+            extended_data,
+        },
+        Request::CallStatus { call_id } => CallRequest::Status { call_id },
+        other => panic!("a manager does not send {other:?} on its own"),
     }
 }
 
@@ -235,11 +314,22 @@ fn a_declined_call_ends_with_the_reason_and_frees_both() {
         extended_data: ExtendedData::default(),
     };
     w.request("bob", "d1", request);
-    let bob = w.managers.get_mut(&(uid("bob"), dev("d1"))).unwrap();
-    // The server's word about our own answer already freed us.
-    assert!(!bob.is_busy());
-    bob.on_left(&call, Reason::Declined);
-    assert_eq!(bob.poll_notice(), None, "nothing left to end");
+    // Our own decline ends the call for us, once (the reply comes before
+    // the server's member change and call end, which find nothing left).
+    assert!(!w.manager("bob", "d1").is_busy());
+    let bob = w.notices("bob", "d1");
+    let ended: Vec<_> = bob
+        .iter()
+        .filter(|n| matches!(n, Notice::CallEnded { .. }))
+        .collect();
+    assert_eq!(
+        ended,
+        [&Notice::CallEnded {
+            call_id: call.clone(),
+            reason: Reason::Declined,
+            by: Some(uid("bob"))
+        }]
+    );
     let alice = w.notices("alice", "d1");
     assert!(alice.contains(&Notice::CallEnded {
         call_id: call.clone(),
@@ -352,17 +442,18 @@ fn an_invitation_while_busy_is_declined_as_busy() {
         members: vec![],
     };
     let m = w.managers.get_mut(&(uid("bob"), dev("d1"))).unwrap();
-    m.handle_event(&Event::CallInvited {
+    m.handle(ManagerInput::Event(&Event::CallInvited {
         call: other.clone(),
         by: uid("carol"),
         remaining_ms: 30_000,
-    });
+    }));
     assert_eq!(
-        m.poll_action(),
-        Some(Action::Reject {
+        m.poll_output(),
+        Some(ManagerOutput::Send(Request::Reject {
             call_id: other.call_id.clone(),
-            reason: RejectReason::Busy
-        })
+            reason: RejectReason::Busy,
+            extended_data: ExtendedData::default(),
+        }))
     );
     assert_eq!(
         m.current().unwrap().info.call_id,
@@ -430,14 +521,29 @@ fn a_group_caller_waits_until_the_first_answer() {
 fn events_about_other_calls_are_ignored() {
     let mut m = CallManager::new(uid("bob"), dev("d1"));
     let stranger = CallId::try_from("ffffffffffffffffffffffffffffffff").unwrap();
-    m.handle_event(&Event::CallEnded {
+    m.handle(ManagerInput::Event(&Event::CallEnded {
         call_id: stranger,
         reason: Reason::Ended,
         by: None,
         extended_data: Default::default(),
-    });
-    assert_eq!(m.poll_notice(), None);
+    }));
+    assert_eq!(m.poll_output(), None);
     assert!(!m.is_busy());
+}
+
+/// Connects `m` again: the status request it asks for, sent as `id`.
+fn reconnect(m: &mut CallManager, id: RequestId, call: &CallId) -> Request {
+    m.handle(ManagerInput::Connected);
+    let asked = m.poll_output();
+    let request = Request::CallStatus {
+        call_id: call.clone(),
+    };
+    assert_eq!(asked, Some(ManagerOutput::Send(request.clone())));
+    m.handle(ManagerInput::Sent {
+        id,
+        request: &request,
+    });
+    request
 }
 
 #[test]
@@ -450,15 +556,63 @@ fn after_a_reconnect_the_status_reply_keeps_or_drops_the_call() {
     w.notices("bob", "d1");
     let m = w.managers.get_mut(&(uid("bob"), dev("d1"))).unwrap();
     let info = m.current().unwrap().info.clone();
-    m.on_status(&call, Ok(info));
+    reconnect(m, 900, &call);
+    m.handle(ManagerInput::Answered {
+        id: 900,
+        result: Ok(&Reply::Call { call: info }),
+    });
     assert_eq!(m.current().unwrap().phase, Phase::Connected);
-    assert_eq!(m.poll_notice(), None, "nothing changed");
-    m.on_status(&call, Err(ErrorCode::CallEnded));
+    assert_eq!(m.poll_output(), None, "nothing changed");
+    reconnect(m, 901, &call);
+    m.handle(ManagerInput::Answered {
+        id: 901,
+        result: Err(ErrorCode::CallEnded),
+    });
     assert!(!m.is_busy());
-    assert_eq!(m.poll_notice(), Some(Notice::BusyChanged { busy: false }));
     assert_eq!(
-        m.poll_notice(),
-        Some(Notice::EndedWhileOffline { call_id: call })
+        m.poll_output(),
+        Some(ManagerOutput::Notice(Notice::BusyChanged { busy: false }))
+    );
+    assert_eq!(
+        m.poll_output(),
+        Some(ManagerOutput::Notice(Notice::EndedWhileOffline {
+            call_id: call
+        }))
+    );
+    // Without a call there is nothing to ask about.
+    m.handle(ManagerInput::Connected);
+    assert_eq!(m.poll_output(), None);
+}
+
+#[test]
+fn answers_lost_with_the_connection_are_forgotten() {
+    let mut w = World::new();
+    w.online("alice", "d1");
+    w.online("bob", "d1");
+    let call = w.invite("alice", &["bob"]);
+    w.accept("bob", "d1", &call);
+    w.notices("bob", "d1");
+    let m = w.managers.get_mut(&(uid("bob"), dev("d1"))).unwrap();
+    reconnect(m, 900, &call);
+    m.handle(ManagerInput::Disconnected);
+    // An answer under that id (from a later connection that reused it)
+    // is not taken for the status.
+    m.handle(ManagerInput::Answered {
+        id: 900,
+        result: Err(ErrorCode::NotFound),
+    });
+    assert!(m.is_busy(), "the call is kept");
+    assert_eq!(m.poll_output(), None);
+    // A fresh session cannot be in the old session's call.
+    m.handle(ManagerInput::NewSession);
+    assert!(!m.is_busy());
+    let outs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
+    assert_eq!(
+        outs,
+        [
+            ManagerOutput::Notice(Notice::BusyChanged { busy: false }),
+            ManagerOutput::Notice(Notice::EndedWhileOffline { call_id: call })
+        ]
     );
 }
 
@@ -469,18 +623,29 @@ fn leaving_a_call_ourselves_ends_it_for_us_at_once() {
     w.online("bob", "d1");
     let call = w.invite("alice", &["bob"]);
     let alice = w.managers.get_mut(&(uid("alice"), dev("d1"))).unwrap();
-    while alice.poll_notice().is_some() {}
-    alice.on_left(&call, Reason::Quit);
+    while alice.poll_output().is_some() {}
+    let quit = Request::Quit {
+        call_id: call.clone(),
+        extended_data: ExtendedData::default(),
+    };
+    alice.handle(ManagerInput::Sent {
+        id: 77,
+        request: &quit,
+    });
+    alice.handle(ManagerInput::Answered {
+        id: 77,
+        result: Ok(&Reply::Done),
+    });
     assert_eq!(
-        alice.poll_notice(),
-        Some(Notice::BusyChanged { busy: false })
+        alice.poll_output(),
+        Some(ManagerOutput::Notice(Notice::BusyChanged { busy: false }))
     );
     assert_eq!(
-        alice.poll_notice(),
-        Some(Notice::CallEnded {
+        alice.poll_output(),
+        Some(ManagerOutput::Notice(Notice::CallEnded {
             call_id: call,
             reason: Reason::Quit,
             by: Some(uid("alice"))
-        })
+        }))
     );
 }
