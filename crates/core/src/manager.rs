@@ -115,6 +115,9 @@ pub enum Notice {
         reason: Reason,
         /// Who caused it, when someone did.
         by: Option<UserId>,
+        /// The call as it last stood: who was in it, who declined, was
+        /// busy or never answered, and why (each member's reason).
+        last: Box<CallInfo>,
     },
     /// The call ended, or moved on without us, while this device was
     /// disconnected.
@@ -364,13 +367,21 @@ impl CallManager {
     /// call ourselves: it is over for us.
     fn on_left(&mut self, call_id: &CallId, reason: Reason) {
         if self.is_current(call_id) {
-            self.set_current(None);
+            let last = self.end_current();
             self.notice(Notice::CallEnded {
                 call_id: call_id.clone(),
                 reason,
                 by: Some(self.me.clone()),
+                last,
             });
         }
+    }
+
+    /// Drops the current call, returning it as it last stood.
+    fn end_current(&mut self) -> Box<CallInfo> {
+        let last = self.current.as_ref().map(|c| c.info.clone());
+        self.set_current(None);
+        Box::new(last.expect("only a current call ends"))
     }
 
     fn handle_event(&mut self, event: &Event) {
@@ -390,11 +401,12 @@ impl CallManager {
                 by,
                 ..
             } if self.is_current(call_id) => {
-                self.set_current(None);
+                let last = self.end_current();
                 self.notice(Notice::CallEnded {
                     call_id: call_id.clone(),
                     reason: *reason,
                     by: by.clone(),
+                    last,
                 });
             }
             _ => {}
@@ -448,11 +460,13 @@ impl CallManager {
         {
             Some(m) => {
                 m.state = change.state;
+                m.reason = Some(change.reason);
                 m.extended_data = change.extended_data.clone();
             }
             None => current.info.members.push(beckon_protocol::MemberInfo {
                 user: change.user.clone(),
                 state: change.state,
+                reason: Some(change.reason),
                 invited_by: change.by.clone(),
                 extended_data: change.extended_data.clone(),
             }),

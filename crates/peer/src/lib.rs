@@ -471,6 +471,7 @@ impl Peer {
                 call_id,
                 reason,
                 by,
+                ..
             } => {
                 log.line(
                     "call_ended",

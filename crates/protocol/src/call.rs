@@ -117,6 +117,11 @@ pub struct MemberInfo {
     pub user: UserId,
     /// Where they stand.
     pub state: MemberState,
+    /// Why they stand there: the reason of their last change, as in
+    /// `member_state` (declined or busy, timed out or never reached, …).
+    /// Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     /// Who invited them (`None` for the call's inviter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invited_by: Option<UserId>,

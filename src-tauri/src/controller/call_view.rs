@@ -1,18 +1,20 @@
 //! The current call as the UI shows it, and the sentence that explains how
 //! a call ended. Pure: the controller keeps the state, these read it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use beckon_client::{CurrentCall, Phase as ManagerPhase};
 use beckon_media::call::PeerStats;
 use beckon_media::peer::LinkState;
-use beckon_protocol::{MemberState, Reason, UserId};
+use beckon_protocol::{CallInfo, MemberState, Reason, UserId};
 
 use super::convert::kind;
 use crate::view::{Call, CallOutcome, Member, MemberStatus, Person, Phase, Quality};
 
-/// What the controller knows about the current call beyond the manager.
+/// What the controller knows about the current call beyond the client's
+/// copy of it (which holds every member's state and reason): our own
+/// devices, and what each member's media says.
 #[derive(Debug, Clone)]
 pub(crate) struct CallExtras {
     /// Our microphone, camera and speaker.
@@ -27,14 +29,8 @@ pub(crate) struct CallExtras {
     pub(crate) connected_at_ms: Option<f64>,
     /// The phase last shown (to explain an outgoing call that failed).
     pub(crate) last_phase: Option<Phase>,
-    /// Each member's last reason (declined, busy, timeout, …).
-    pub(crate) reasons: HashMap<UserId, Reason>,
-    /// Members whose invitation could not be delivered yet (offline).
-    pub(crate) offline: HashSet<UserId>,
     /// What each member's media says of them.
     pub(crate) remote: HashMap<UserId, Remote>,
-    /// Everyone in the call but us, whatever their state, as last seen.
-    pub(crate) others: Vec<UserId>,
 }
 
 impl Default for CallExtras {
@@ -47,10 +43,7 @@ impl Default for CallExtras {
             we_offer: false,
             connected_at_ms: None,
             last_phase: None,
-            reasons: HashMap::new(),
-            offline: HashSet::new(),
             remote: HashMap::new(),
-            others: Vec::new(),
         }
     }
 }
@@ -197,30 +190,34 @@ pub(crate) fn view(
     }
 }
 
-/// Why an outgoing call did not connect, or that a call ended.
+/// Why an outgoing call did not connect, or that a call ended: from the
+/// call as it last stood (`last`, every member's state and reason), why it
+/// ended, who ended it, and the phase `me` last saw it in.
 pub(crate) fn ended(
-    call_id: &str,
+    last: &CallInfo,
+    me: Option<&UserId>,
     reason: Reason,
     by: Option<&UserId>,
-    extras: &CallExtras,
-    invited: &[UserId],
+    last_phase: Option<Phase>,
     who: impl Fn(&UserId) -> Person,
 ) -> CallOutcome {
     let outcome = |reason: &str, message: String| CallOutcome {
-        id: call_id.to_owned(),
+        id: last.call_id.to_string(),
         reason: reason.to_owned(),
         message,
     };
-    if extras.last_phase == Some(Phase::Outgoing) {
-        if let [only] = invited {
-            let name = who(only).name;
-            let last = extras.reasons.get(only).copied().unwrap_or(reason);
-            return match last {
+    if last_phase == Some(Phase::Outgoing) {
+        let invited: Vec<_> = last
+            .members
+            .iter()
+            .filter(|m| Some(&m.user) != me)
+            .collect();
+        if let [only] = invited[..] {
+            let name = who(&only.user).name;
+            return match only.reason.unwrap_or(reason) {
                 Reason::Declined => outcome("declined", format!("{name} declined.")),
                 Reason::Busy => outcome("busy", format!("{name} is busy on another call.")),
-                Reason::Timeout if extras.offline.contains(only) => {
-                    outcome("offline", format!("{name} is offline."))
-                }
+                Reason::Offline => outcome("offline", format!("{name} is offline.")),
                 Reason::Timeout => outcome("no_answer", format!("{name} did not answer.")),
                 Reason::Cancelled => outcome("cancelled", "Call cancelled.".to_owned()),
                 _ => outcome("ended", "The call did not connect.".to_owned()),
@@ -244,7 +241,7 @@ pub(crate) fn ended(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beckon_protocol::{CallInfo, CallKind, MemberInfo};
+    use beckon_protocol::{CallKind, MemberInfo};
 
     fn uid(s: &str) -> UserId {
         s.parse().expect("user id")
@@ -267,6 +264,7 @@ mod tests {
                     .map(|(u, s)| MemberInfo {
                         user: uid(u),
                         state: *s,
+                        reason: None,
                         invited_by: None,
                         extended_data: Default::default(),
                     })
@@ -354,29 +352,61 @@ mod tests {
 
     #[test]
     fn a_failed_one_to_one_call_says_why() {
-        let mut extras = CallExtras {
-            last_phase: Some(Phase::Outgoing),
-            ..CallExtras::default()
+        let why = |state, reason| {
+            let mut last = call(
+                &[("alice", MemberState::Accepted), ("bob", state)],
+                ManagerPhase::Outgoing,
+            )
+            .info;
+            last.members[1].reason = reason;
+            let end = reason.unwrap_or(Reason::Timeout);
+            ended(
+                &last,
+                Some(&uid("alice")),
+                end,
+                None,
+                Some(Phase::Outgoing),
+                name,
+            )
         };
-        let bob = [uid("bob")];
-        let why = |extras: &CallExtras| ended("c", Reason::Ended, None, extras, &bob, name);
-        extras.reasons.insert(uid("bob"), Reason::Declined);
-        assert_eq!(why(&extras).message, "bob declined.");
-        extras.reasons.insert(uid("bob"), Reason::Busy);
-        assert_eq!(why(&extras).reason, "busy");
-        extras.reasons.insert(uid("bob"), Reason::Timeout);
-        assert_eq!(why(&extras).reason, "no_answer");
-        extras.offline.insert(uid("bob"));
-        assert_eq!(why(&extras).message, "bob is offline.");
+        let declined = why(MemberState::Rejected, Some(Reason::Declined));
+        assert_eq!(declined.message, "bob declined.");
+        assert_eq!(declined.id, "c0ffee00c0ffee00");
+        assert_eq!(
+            why(MemberState::Rejected, Some(Reason::Busy)).reason,
+            "busy"
+        );
+        assert_eq!(
+            why(MemberState::Timeout, Some(Reason::Timeout)).reason,
+            "no_answer"
+        );
+        // The ring timed out without reaching any device of his.
+        assert_eq!(
+            why(MemberState::Timeout, Some(Reason::Offline)).message,
+            "bob is offline."
+        );
+        // A server that sends no member reasons: the call's end reason.
+        assert_eq!(why(MemberState::Timeout, None).reason, "no_answer");
     }
 
     #[test]
     fn a_connected_call_names_who_ended_it() {
-        let extras = CallExtras {
-            last_phase: Some(Phase::Connected),
-            ..CallExtras::default()
-        };
-        let o = ended("c", Reason::Ended, Some(&uid("bob")), &extras, &[], name);
+        let last = call(
+            &[
+                ("alice", MemberState::Accepted),
+                ("bob", MemberState::Accepted),
+            ],
+            ManagerPhase::Connected,
+        )
+        .info;
+        let o = ended(
+            &last,
+            Some(&uid("alice")),
+            Reason::Ended,
+            Some(&uid("bob")),
+            Some(Phase::Connected),
+            name,
+        );
         assert_eq!(
             (o.reason.as_str(), o.message.as_str()),
             ("ended", "bob ended the call.")

@@ -1,7 +1,7 @@
 //! Calls: placing one, what the client reports about it, and how it ended.
 
 use beckon_client::{Client, ClientEvent, Notice, StopReason};
-use beckon_protocol::{CallId, CallKind, MemberState, Reason, UserId};
+use beckon_protocol::{CallId, CallKind, MemberState, UserId};
 
 use super::call_view::{self, CallExtras};
 use super::commands::parse_user;
@@ -36,7 +36,6 @@ impl Actor {
             .await
             .map_err(|e| ui_error(&e))?;
         self.extras.we_offer = inv.merged;
-        self.note_results(&inv.results);
         if let Some(failure) = inv.results.iter().find_map(|r| r.error)
             && inv.results.iter().all(|r| r.error.is_some())
         {
@@ -56,14 +55,6 @@ impl Actor {
         Ok(())
     }
 
-    pub(super) fn note_results(&mut self, results: &[beckon_protocol::UserResult]) {
-        for r in results {
-            if r.error == Some(beckon_protocol::ErrorCode::Busy) {
-                self.extras.reasons.insert(r.user.clone(), Reason::Busy);
-            }
-        }
-    }
-
     pub(super) fn clear_call(&mut self) {
         self.extras = CallExtras::default();
         if self.last_call.take().is_some() {
@@ -77,18 +68,9 @@ impl Actor {
             self.client.as_ref().and_then(Client::current_call),
             self.client.as_ref().and_then(Client::me),
         ) {
-            (Some(current), Some(me)) => {
-                self.extras.others = current
-                    .info
-                    .members
-                    .iter()
-                    .filter(|m| m.user != me)
-                    .map(|m| m.user.clone())
-                    .collect();
-                Some(call_view::view(&current, &me, &self.extras, |u| {
-                    self.who(u)
-                }))
-            }
+            (Some(current), Some(me)) => Some(call_view::view(&current, &me, &self.extras, |u| {
+                self.who(u)
+            })),
             _ => None,
         };
         if let Some(v) = &view {
@@ -200,14 +182,6 @@ impl Actor {
                     .await;
             }
             Notice::MemberChanged { change } => {
-                self.extras
-                    .reasons
-                    .insert(change.user.clone(), change.reason);
-                if change.state == MemberState::NotYetReceived {
-                    self.extras.offline.insert(change.user.clone());
-                } else if change.state == MemberState::Received {
-                    self.extras.offline.remove(&change.user);
-                }
                 self.learn([change.user.clone()]).await;
                 if let Some(m) = self.media.as_ref().filter(|m| m.call_id == change.call_id) {
                     if change.state == MemberState::Accepted {
@@ -232,16 +206,17 @@ impl Actor {
                 call_id,
                 reason,
                 by,
+                last,
             } => {
-                let invited = self.extras.others.clone();
+                let me = self.client.as_ref().and_then(Client::me);
                 // Leaving or ending it ourselves needs no name.
-                let by = by.filter(|b| self.me.as_ref().is_none_or(|m| m.id != b.as_str()));
+                let by = by.filter(|b| me.as_ref() != Some(b));
                 let outcome = call_view::ended(
-                    call_id.as_str(),
+                    &last,
+                    me.as_ref(),
                     reason,
                     by.as_ref(),
-                    &self.extras,
-                    &invited,
+                    self.extras.last_phase,
                     |u| self.who(u),
                 );
                 self.call_over(&call_id, &outcome.reason, outcome.message)

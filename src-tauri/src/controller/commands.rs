@@ -87,12 +87,10 @@ impl Actor {
                     .map(|u| parse_user(u))
                     .collect::<Result<_, _>>()?;
                 let call_id = self.call_id()?;
-                let inv = self
-                    .client()?
+                self.client()?
                     .add(call_id, users)
                     .await
                     .map_err(|e| ui_error(&e))?;
-                self.note_results(&inv.results);
                 self.emit_call();
             }
             Command::Accept => {

@@ -80,6 +80,7 @@ impl Call {
                 .map(|m| MemberInfo {
                     user: m.user.clone(),
                     state: m.state,
+                    reason: Some(m.reason),
                     invited_by: m.invited_by.clone(),
                     extended_data: m.extended_data.clone(),
                 })

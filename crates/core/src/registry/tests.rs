@@ -1031,7 +1031,18 @@ fn offline_invitee_who_never_signs_in_times_out() {
     let call = h.invite("alice", &["bob"]);
     h.advance(60.0);
     assert_eq!(h.reg.live_calls(), 0);
-    assert_eq!(ended(&h.events("alice")), Some(Reason::Timeout));
+    let alice = h.events("alice");
+    // The ring timed out without ever reaching him: `offline`, not a
+    // plain `timeout` (which means it rang and nobody answered).
+    assert_eq!(
+        changes(&alice),
+        vec![
+            ch("bob", MemberState::NotYetReceived, Reason::Offline),
+            ch("bob", MemberState::Timeout, Reason::Offline)
+        ]
+    );
+    assert_eq!(ended(&alice), Some(Reason::Timeout));
+    assert_eq!(h.records[0].members[1], (uid("bob"), Outcome::Missed));
     h.online(&["bob"]);
     assert!(
         h.events("bob").is_empty(),

@@ -41,14 +41,17 @@ impl Registry {
                 if !self.pending_at_epoch(&call, &user, epoch) {
                     return;
                 }
-                self.set_state(
-                    &call,
-                    &user,
-                    MemberState::Timeout,
-                    Reason::Timeout,
-                    None,
-                    None,
-                );
+                // An invitation that never reached a device timed out
+                // because nobody was there to hear it: say so.
+                let reached = self.calls[&call].member(&user).is_some_and(|m| {
+                    !matches!(m.state, MemberState::Inviting | MemberState::NotYetReceived)
+                });
+                let reason = if reached {
+                    Reason::Timeout
+                } else {
+                    Reason::Offline
+                };
+                self.set_state(&call, &user, MemberState::Timeout, reason, None, None);
                 self.broadcast_change(&call, &user, None);
                 self.end_if_not_live(at, &call, Reason::Timeout, None);
             }
