@@ -1,28 +1,13 @@
-//! Cameras, microphones and speakers: what there is, what is chosen, and
-//! opening them with a clear word when one is missing or busy. Besides real
-//! devices there are always the test pattern and the test tone, so every
-//! path also works on a machine without any.
+//! Cameras, microphones and speakers: what there is to offer and what is
+//! chosen. Besides real devices there are always the test pattern and the
+//! test tone, so every path also works on a machine without any. Their ids
+//! and opening them are `beckon_media::devices`, shared with beckon-peer.
 
-use beckon_media::MediaError;
-use beckon_media::sink::mixer::{AudioOutput, RecordingOutput};
-use beckon_media::sink::speaker::Speaker;
-use beckon_media::source::camera::{Camera, list_cameras};
-use beckon_media::source::microphone::{Microphone, list_microphones, list_speakers};
-use beckon_media::source::synthetic::{Silence, SyntheticCamera, ToneMicrophone, tone_for};
-use beckon_media::source::{AudioSource, VideoSource};
+pub use beckon_media::devices::{DEFAULT, MUTE, NONE, SYNTHETIC, TONE};
+use beckon_media::source::camera::list_cameras;
+use beckon_media::source::microphone::{list_microphones, list_speakers};
 
 use crate::view::{Device, Devices};
-
-/// Camera id of the test pattern.
-pub const SYNTHETIC: &str = "synthetic";
-/// Camera id for "no camera".
-pub const NONE: &str = "none";
-/// Microphone id of the test tone.
-pub const TONE: &str = "tone";
-/// The system's default microphone or speaker.
-pub const DEFAULT: &str = "default";
-/// Speaker id for "play nothing".
-pub const MUTE: &str = "null";
 
 /// Size and rate the app captures at.
 pub const CAPTURE: (u32, u32, u32) = (640, 480, 30);
@@ -129,48 +114,6 @@ fn device(id: &str, name: &str) -> Device {
     }
 }
 
-/// Opens the camera `id`; `Ok(None)` for "no camera".
-pub fn open_camera(id: &str) -> Result<Option<Box<dyn VideoSource>>, MediaError> {
-    let (w, h, fps) = CAPTURE;
-    Ok(match id {
-        NONE => None,
-        SYNTHETIC => Some(Box::new(SyntheticCamera::new(w, h, fps))),
-        DEFAULT => Some(Box::new(Camera::open(None, w, h, fps)?)),
-        id => Some(Box::new(Camera::open(Some(id), w, h, fps)?)),
-    })
-}
-
-/// Opens the microphone `id` (`tone`: a sine whose pitch names `me`).
-pub fn open_microphone(id: &str, me: &str) -> Result<Box<dyn AudioSource>, MediaError> {
-    Ok(match id {
-        TONE => Box::new(ToneMicrophone::new(tone_for(me), 0.3)),
-        DEFAULT => Box::new(Microphone::open(None)?),
-        id => Box::new(Microphone::open(Some(id))?),
-    })
-}
-
-/// The microphone, or silence and the reason when it cannot be opened.
-pub fn microphone_or_silence(id: &str, me: &str) -> (Box<dyn AudioSource>, Option<MediaError>) {
-    match open_microphone(id, me) {
-        Ok(m) => (m, None),
-        Err(e) => (Box::new(Silence::default()), Some(e)),
-    }
-}
-
-/// Opens the speaker `id`; nothing plays (levels are still measured) for
-/// "no sound" or when it cannot be opened, with the reason.
-pub fn speaker_or_null(id: &str) -> (Box<dyn AudioOutput>, Option<MediaError>) {
-    let opened = match id {
-        MUTE => return (Box::new(RecordingOutput::default()), None),
-        DEFAULT => Speaker::open(None),
-        id => Speaker::open(Some(id)),
-    };
-    match opened {
-        Ok(s) => (Box::new(s), None),
-        Err(e) => (Box::new(RecordingOutput::default()), Some(e)),
-    }
-}
-
 /// The camera after `current` in `cameras`, skipping "none"; `None` when
 /// there is no other.
 pub fn next_camera(cameras: &[Device], current: &str) -> Option<String> {
@@ -213,13 +156,5 @@ mod tests {
         assert_eq!(c.microphone, "tone");
         let saved = Choice::resolve(Some(SYNTHETIC), None, None, &cams(&["2"]));
         assert_eq!(saved.camera, SYNTHETIC);
-    }
-
-    #[test]
-    fn a_missing_camera_is_an_error_not_a_panic() {
-        assert!(open_camera("no-such-camera-17").is_err());
-        assert!(open_camera(NONE).expect("none is fine").is_none());
-        let pattern = open_camera(SYNTHETIC).expect("pattern").expect("a source");
-        assert!(pattern.info().synthetic);
     }
 }

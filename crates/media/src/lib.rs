@@ -6,6 +6,7 @@
 pub mod call;
 pub mod codec;
 pub mod convert;
+pub mod devices;
 pub mod frame;
 pub mod ladder;
 pub mod peer;

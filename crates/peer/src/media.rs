@@ -9,16 +9,11 @@ use std::time::Instant;
 use beckon_client::Client;
 use beckon_media::MediaError;
 use beckon_media::call::{CallConfig, CallMedia, MediaEvent, PeerStats};
+use beckon_media::devices;
 use beckon_media::frame::{VideoFrame, now_us};
 use beckon_media::pipeline::VideoSink;
-use beckon_media::sink::mixer::{AudioOutput, RecordingOutput};
-use beckon_media::sink::speaker::Speaker;
-use beckon_media::source::camera::Camera;
-use beckon_media::source::microphone::Microphone;
-use beckon_media::source::synthetic::{
-    Silence, SyntheticCamera, ToneMicrophone, read_stamp, tone_for,
-};
-use beckon_media::source::{AudioSource, VideoSource};
+use beckon_media::source::VideoSource;
+use beckon_media::source::synthetic::read_stamp;
 use beckon_protocol::{CallId, CallKind, Signal, UserId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -169,45 +164,6 @@ impl std::fmt::Debug for MediaSession {
     }
 }
 
-fn open_camera(options: &MediaOptions) -> Result<Option<Box<dyn VideoSource>>, MediaError> {
-    Ok(match options.camera.as_str() {
-        "none" => None,
-        "synthetic" => Some(Box::new(SyntheticCamera::new(
-            options.width,
-            options.height,
-            options.fps,
-        ))),
-        "default" => Some(Box::new(Camera::open(
-            None,
-            options.width,
-            options.height,
-            options.fps,
-        )?)),
-        id => Some(Box::new(Camera::open(
-            Some(id),
-            options.width,
-            options.height,
-            options.fps,
-        )?)),
-    })
-}
-
-fn open_mic(options: &MediaOptions, me: &UserId) -> Result<Box<dyn AudioSource>, MediaError> {
-    Ok(match options.mic.as_str() {
-        "tone" => Box::new(ToneMicrophone::new(tone_for(me.as_str()), 0.3)),
-        "default" => Box::new(Microphone::open(None)?),
-        id => Box::new(Microphone::open(Some(id))?),
-    })
-}
-
-fn open_speaker(options: &MediaOptions) -> Result<Box<dyn AudioOutput>, MediaError> {
-    Ok(match options.speaker.as_str() {
-        "null" => Box::new(RecordingOutput::default()),
-        "default" => Box::new(Speaker::open(None)?),
-        id => Box::new(Speaker::open(Some(id))?),
-    })
-}
-
 impl MediaSession {
     /// Opens devices and starts the call's media. Signals it wants sent come
     /// out of the returned receiver.
@@ -227,8 +183,9 @@ impl MediaSession {
         // A missing or busy device costs its own media only: the call goes
         // on, receiving, and the failure is reported.
         let mut failures = Vec::new();
+        let size = (options.width, options.height, options.fps);
         let camera = match kind {
-            CallKind::Video => open_camera(options).unwrap_or_else(|e| {
+            CallKind::Video => devices::open_camera(&options.camera, size).unwrap_or_else(|e| {
                 failures.push(e);
                 None
             }),
@@ -241,14 +198,10 @@ impl MediaSession {
             }) as Box<dyn VideoSource>),
             (camera, _) => camera,
         };
-        let mic = open_mic(options, &me).unwrap_or_else(|e| {
-            failures.push(e);
-            Box::new(Silence::default())
-        });
-        let speaker = open_speaker(options).unwrap_or_else(|e| {
-            failures.push(e);
-            Box::new(RecordingOutput::default())
-        });
+        let (mic, problem) = devices::microphone_or_silence(&options.mic, me.as_str());
+        failures.extend(problem);
+        let (speaker, problem) = devices::speaker_or_null(&options.speaker);
+        failures.extend(problem);
         let sink = Arc::new(StampSink::default());
         let (media, events) = CallMedia::start(config, camera, mic, sink.clone(), speaker, None)?;
         let session = Self {

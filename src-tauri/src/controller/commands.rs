@@ -6,7 +6,7 @@ use beckon_protocol::{CallId, RejectReason, SearchQuery, UserId};
 use super::Actor;
 use super::convert::{invalid, ui_error};
 use super::session::normalise_url;
-use crate::devices::{self};
+use crate::devices;
 use crate::settings::ServerChoice;
 use crate::view::{Command, Reply, UiError, UiErrorCode};
 

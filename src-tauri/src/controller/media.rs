@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+use beckon_media::devices as media_devices;
 use beckon_protocol::{CallId, CallKind};
 use tokio::sync::mpsc;
 
 use super::call_view;
 use super::{Actor, STATS_EVERY};
-use crate::devices::{self};
+use crate::devices;
 use crate::tiles::{SELF_TILE, TileSink};
 use crate::view::UiEvent;
 
@@ -39,22 +40,23 @@ impl Actor {
         config.camera_on = self.extras.camera && kind == CallKind::Video;
         let mut problems = Vec::new();
         let camera = match kind {
-            CallKind::Video => devices::open_camera(&self.choice.camera).unwrap_or_else(|e| {
-                problems.push(format!(
-                    "Camera unavailable: {e}. The others see your picture instead."
-                ));
-                None
-            }),
+            CallKind::Video => media_devices::open_camera(&self.choice.camera, devices::CAPTURE)
+                .unwrap_or_else(|e| {
+                    problems.push(format!(
+                        "Camera unavailable: {e}. The others see your picture instead."
+                    ));
+                    None
+                }),
             CallKind::Voice => None,
         };
         let (mic, mic_problem) =
-            devices::microphone_or_silence(&self.choice.microphone, me.as_str());
+            media_devices::microphone_or_silence(&self.choice.microphone, me.as_str());
         if let Some(e) = mic_problem {
             problems.push(format!(
                 "Microphone unavailable: {e}. The others cannot hear you."
             ));
         }
-        let (speaker, speaker_problem) = devices::speaker_or_null(&self.choice.speaker);
+        let (speaker, speaker_problem) = media_devices::speaker_or_null(&self.choice.speaker);
         if let Some(e) = speaker_problem {
             problems.push(format!(
                 "Speaker unavailable: {e}. You cannot hear the call."

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use beckon_client::Client;
+use beckon_media::devices as media_devices;
 use beckon_media::source::{AudioSource, VideoSource};
 use beckon_protocol::CallKind;
 
 use super::{Actor, Ui};
-use crate::devices::{self};
+use crate::devices;
 use crate::tiles::{SELF_TILE, Tiles};
 use crate::view::{Devices, UiError, UiErrorCode, UiEvent};
 
@@ -143,7 +144,7 @@ impl Actor {
         let me = self.me.as_ref().map_or("me".to_owned(), |m| m.id.clone());
         if let Some(camera) = camera.filter(|c| *c != self.choice.camera) {
             if let Some(m) = &self.media {
-                let source = devices::open_camera(&camera)
+                let source = media_devices::open_camera(&camera, devices::CAPTURE)
                     .map_err(|e| UiError::new(UiErrorCode::CameraFailed, e.to_string()))?;
                 match source {
                     Some(source) => m
@@ -161,7 +162,7 @@ impl Actor {
         }
         if let Some(mic) = microphone.filter(|m| *m != self.choice.microphone) {
             if let Some(m) = &self.media {
-                let source = devices::open_microphone(&mic, &me)
+                let source = media_devices::open_microphone(&mic, &me)
                     .map_err(|e| UiError::new(UiErrorCode::MicrophoneFailed, e.to_string()))?;
                 m.media.switch_microphone(source);
             }
@@ -170,7 +171,7 @@ impl Actor {
         }
         if let Some(out) = speaker.filter(|s| *s != self.choice.speaker) {
             if let Some(m) = &self.media {
-                let (output, problem) = devices::speaker_or_null(&out);
+                let (output, problem) = media_devices::speaker_or_null(&out);
                 if let Some(e) = problem {
                     return Err(UiError::new(UiErrorCode::SpeakerFailed, e.to_string()));
                 }
@@ -219,7 +220,7 @@ impl Actor {
             return;
         }
         let camera = if want_camera {
-            match devices::open_camera(&self.choice.camera) {
+            match media_devices::open_camera(&self.choice.camera, devices::CAPTURE) {
                 Ok(c) => c,
                 Err(e) => {
                     self.ui(UiEvent::Problem {
@@ -233,7 +234,7 @@ impl Actor {
         };
         let mic = if want_meter {
             let me = self.me.as_ref().map_or("me".to_owned(), |m| m.id.clone());
-            match devices::open_microphone(&self.choice.microphone, &me) {
+            match media_devices::open_microphone(&self.choice.microphone, &me) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     self.ui(UiEvent::Problem {
