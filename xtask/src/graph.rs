@@ -20,8 +20,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("beckon-netsim", &[]),
     ("beckon-load", &["beckon-client", "beckon-protocol"]),
     (
-        "beckon-peer",
+        "beckon-session",
         &["beckon-client", "beckon-media", "beckon-protocol"],
+    ),
+    (
+        "beckon-peer",
+        &[
+            "beckon-client",
+            "beckon-media",
+            "beckon-protocol",
+            "beckon-session",
+        ],
     ),
     (
         "beckon",
@@ -31,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "beckon-peer",
             "beckon-protocol",
             "beckon-server",
+            "beckon-session",
         ],
     ),
     (

@@ -22,16 +22,13 @@ use anyhow::Context;
 use beckon_client::Notice;
 use beckon_client::{Client, ClientConfig, ClientError, ClientEvent, Credentials};
 use beckon_media::MediaError;
-use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
 use beckon_media::frame::{AudioFrame, FRAME_SAMPLES, VideoFrame, now_us};
 use beckon_media::pipeline::VideoSink;
 use beckon_media::sink::mixer::AudioOutput;
 use beckon_media::source::synthetic::{FrameClock, audio_clock};
 use beckon_media::source::{AudioSource, SourceInfo, VideoSource};
-use beckon_protocol::{
-    CallId, CallKind, DeviceId, ErrorCode, MemberState, Password, RejectReason, UserId,
-};
-use tokio::sync::mpsc::UnboundedReceiver;
+use beckon_protocol::{CallId, DeviceId, ErrorCode, MemberState, Password, RejectReason, UserId};
+use beckon_session::{CallSession, SessionEvent, SessionOptions, Sources};
 use tokio::task::JoinHandle;
 
 /// Shown name of the echo contact.
@@ -93,9 +90,7 @@ impl Echo {
 
 /// One echo call's media.
 struct EchoCall {
-    call_id: CallId,
-    media: CallMedia,
-    events: UnboundedReceiver<MediaEvent>,
+    session: CallSession,
     ends_at: tokio::time::Instant,
 }
 
@@ -108,21 +103,20 @@ async fn run(client: Client, mut events: tokio::sync::mpsc::Receiver<ClientEvent
                 let Some(event) = event else { break };
                 on_event(&client, &mut call, event).await;
             }
-            Some(event) = next_media_event(&mut call) => {
-                if let (Some(c), MediaEvent::Signal { to, signal }) = (&call, event)
-                    && let Err(e) = client.signal(c.call_id.clone(), to, signal).await {
-                        tracing::debug!(error = %e, "echo: a signal was not sent");
-                    }
+            Some(event) = next_session_event(&mut call) => {
+                if let SessionEvent::SignalNotSent { error, .. } = event {
+                    tracing::debug!(%error, "echo: a signal was not sent");
+                }
             }
             () = crate::sleep_until(ends_at) => {
                 if let Some(c) = &call {
-                    let _ = client.end(c.call_id.clone()).await;
+                    let _ = client.end(c.session.call_id().clone()).await;
                 }
             }
         }
     }
     if let Some(c) = call.take() {
-        c.media.close().await;
+        c.session.close().await;
     }
 }
 
@@ -148,7 +142,9 @@ async fn on_event(client: &Client, call: &mut Option<EchoCall>, event: ClientEve
             }
         }
         ClientEvent::Notice(Notice::MemberChanged { change }) => {
-            let ours = call.as_ref().is_some_and(|c| c.call_id == change.call_id);
+            let ours = call
+                .as_ref()
+                .is_some_and(|c| c.session.call_id() == &change.call_id);
             if ours && change.state != MemberState::Accepted && !change.state.is_pending() {
                 // The caller left: an echo alone has nothing to do.
                 let _ = client.end(change.call_id).await;
@@ -156,17 +152,13 @@ async fn on_event(client: &Client, call: &mut Option<EchoCall>, event: ClientEve
         }
         ClientEvent::Notice(Notice::CallEnded { call_id, .. })
         | ClientEvent::Notice(Notice::EndedWhileOffline { call_id }) => {
-            if let Some(c) = call.take_if(|c| c.call_id == call_id) {
-                c.media.close().await;
+            if let Some(c) = call.take_if(|c| c.session.call_id() == &call_id) {
+                c.session.close().await;
             }
         }
-        ClientEvent::Signal {
-            call_id,
-            from,
-            signal,
-        } => {
-            if let Some(c) = call.as_ref().filter(|c| c.call_id == call_id)
-                && let Err(e) = c.media.on_signal(&from, signal).await
+        event @ ClientEvent::Signal { .. } => {
+            if let Some(c) = call
+                && let Err(e) = c.session.follow(&event).await
             {
                 tracing::debug!(error = %e, "echo: signal refused");
             }
@@ -176,51 +168,36 @@ async fn on_event(client: &Client, call: &mut Option<EchoCall>, event: ClientEve
 }
 
 async fn start_media(client: &Client, call_id: CallId) -> Result<EchoCall, MediaError> {
-    let me = client
-        .me()
-        .ok_or_else(|| MediaError::Signaling("not signed in".into()))?;
-    let current = client
-        .current_call()
-        .ok_or_else(|| MediaError::Signaling("no call".into()))?;
-    let kind = current.info.kind;
-    let mut config = CallConfig::new(me.clone(), kind);
-    config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
     let video = Arc::new(Loop::<VideoFrame>::new(1));
     let audio = Arc::new(Loop::<AudioFrame>::new(AUDIO_LOOP_FRAMES));
-    let camera: Option<Box<dyn VideoSource>> = match kind {
-        CallKind::Video => Some(Box::new(EchoCamera {
+    let sources = Sources {
+        camera: Some(Box::new(EchoCamera {
             frames: video.clone(),
             last: None,
         })),
-        CallKind::Voice => None,
+        mic: Box::new(EchoMicrophone {
+            frames: audio.clone(),
+            clock: audio_clock(),
+        }),
+        speaker: Box::new(EchoSpeaker(audio)),
+        sink: Arc::new(EchoSink(video)),
+        self_view: None,
     };
-    let mic = Box::new(EchoMicrophone {
-        frames: audio.clone(),
-        clock: audio_clock(),
-    });
-    let (media, events) = CallMedia::start(
-        config,
-        camera,
-        mic,
-        Arc::new(EchoSink(video)),
-        Box::new(EchoSpeaker(audio)),
-        None,
-    )?;
-    for user in current.others_in_call(&me) {
-        // We answered last: we offer.
-        media.add_member(user.clone(), true).await?;
-    }
+    // We answered last: we offer.
+    let options = SessionOptions {
+        we_offer: true,
+        ..SessionOptions::default()
+    };
+    let session = CallSession::start(client, call_id, sources, options).await?;
     Ok(EchoCall {
-        call_id,
-        media,
-        events,
+        session,
         ends_at: tokio::time::Instant::now() + MAX_CALL,
     })
 }
 
-async fn next_media_event(call: &mut Option<EchoCall>) -> Option<MediaEvent> {
+async fn next_session_event(call: &mut Option<EchoCall>) -> Option<SessionEvent> {
     match call {
-        Some(c) => c.events.recv().await,
+        Some(c) => c.session.next_event().await,
         None => std::future::pending().await,
     }
 }

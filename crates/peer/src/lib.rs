@@ -26,6 +26,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
 use beckon_media::call::MediaEvent;
+use beckon_session::SessionEvent;
 
 pub mod echo;
 mod media;
@@ -249,7 +250,6 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
         cancel_at: None,
         done: false,
         media: None,
-        media_events: None,
         we_joined_last: false,
         accepted_at: std::time::Instant::now(),
         stats_at: None,
@@ -275,7 +275,7 @@ pub async fn run<W: Write + Send>(options: Options, out: W) -> anyhow::Result<()
                 Some(event) => peer.on_event(event, &mut log).await,
                 None => break,
             },
-            Some(event) = recv_media(&mut peer.media_events) => peer.on_media(event, &mut log).await,
+            Some(event) = next_media_event(&mut peer.media) => peer.on_media(event, &mut log).await,
             () = sleep_until(wake) => peer.on_timer(&mut log, deadline).await,
         }
     }
@@ -292,7 +292,6 @@ struct Peer {
     cancel_at: Option<tokio::time::Instant>,
     done: bool,
     media: Option<media::MediaSession>,
-    media_events: Option<tokio::sync::mpsc::UnboundedReceiver<MediaEvent>>,
     /// We answered (or joined) after the others were in: we offer to them.
     we_joined_last: bool,
     /// When we answered, or placed our call.
@@ -300,17 +299,31 @@ struct Peer {
     stats_at: Option<tokio::time::Instant>,
 }
 
-async fn recv_media(
-    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<MediaEvent>>,
-) -> Option<MediaEvent> {
-    match rx {
-        Some(rx) => rx.recv().await,
+async fn next_media_event(media: &mut Option<media::MediaSession>) -> Option<SessionEvent> {
+    match media {
+        Some(m) => m.next_event().await,
         None => std::future::pending().await,
     }
 }
 
 impl Peer {
     async fn on_event<W: Write>(&mut self, event: ClientEvent, log: &mut Log<W>) {
+        // The call's media follows members coming and going, and their
+        // signals.
+        if let Some(m) = &self.media
+            && let Err(e) = m.follow(&event).await
+        {
+            let who = match &event {
+                ClientEvent::Signal { from, .. } => {
+                    json!({ "from": from, "message": e.to_string() })
+                }
+                ClientEvent::Notice(Notice::MemberChanged { change }) => {
+                    json!({ "who": change.user, "message": e.to_string() })
+                }
+                _ => json!({ "message": e.to_string() }),
+            };
+            log.line("media_error", who);
+        }
         match event {
             ClientEvent::Connected { session } => {
                 log.line(
@@ -351,20 +364,15 @@ impl Peer {
                 call_id,
                 from,
                 signal,
-            } => match &self.media {
-                Some(m) if m.call_id == call_id => {
-                    if let Err(e) = m.signal(&from, signal).await {
-                        log.line(
-                            "media_error",
-                            json!({ "from": from, "message": e.to_string() }),
-                        );
-                    }
+            } => {
+                if self.media.as_ref().is_none_or(|m| m.call_id() != &call_id) {
+                    log.line(
+                        "signal",
+                        json!({ "call_id": call_id, "from": from, "ignored": true }),
+                    );
                 }
-                _ => log.line(
-                    "signal",
-                    json!({ "call_id": call_id, "from": from, "ignored": true }),
-                ),
-            },
+                drop(signal);
+            }
             ClientEvent::Stopped { reason } => {
                 let reason = match reason {
                     StopReason::Closed(r) => json!(r),
@@ -427,19 +435,6 @@ impl Peer {
                     "member",
                     json!({ "call_id": change.call_id, "who": change.user, "state": change.state, "reason": change.reason }),
                 );
-                if let Some(m) = self.media.as_ref().filter(|m| m.call_id == change.call_id) {
-                    if change.state == beckon_protocol::MemberState::Accepted {
-                        // They joined after us: they offer.
-                        if let Err(e) = m.add(change.user.clone(), false).await {
-                            log.line(
-                                "media_error",
-                                json!({ "who": change.user, "message": e.to_string() }),
-                            );
-                        }
-                    } else if !change.state.is_pending() {
-                        m.remove(&change.user).await;
-                    }
-                }
             }
             Notice::CallStarted { call_id } => {
                 self.cancel_at = None;
@@ -459,7 +454,7 @@ impl Peer {
                     "call_started",
                     json!({ "call_id": call_id, "in_call": members }),
                 );
-                self.start_media(call_id, members, log).await;
+                self.start_media(call_id, log).await;
                 if self.options.hangup != Hangup::Stay {
                     self.hangup_at = Some(
                         tokio::time::Instant::now()
@@ -597,12 +592,7 @@ impl Peer {
 
     /// Starts the call's media and connects to everyone in it. We offer
     /// when we joined after them.
-    async fn start_media<W: Write>(
-        &mut self,
-        call_id: CallId,
-        in_call: Vec<beckon_protocol::UserId>,
-        log: &mut Log<W>,
-    ) {
+    async fn start_media<W: Write>(&mut self, call_id: CallId, log: &mut Log<W>) {
         if self.options.no_media || self.media.is_some() {
             return;
         }
@@ -624,13 +614,15 @@ impl Peer {
             udp_addrs: self.options.udp_addrs.clone(),
             stall_video_after: self.options.stall_video_after_ms.map(Duration::from_millis),
         };
-        let (session, events, failures) = match media::MediaSession::start(
+        let started = media::MediaSession::start(
             &options,
             &self.client,
             call_id,
-            kind,
+            self.we_joined_last,
             self.accepted_at,
-        ) {
+        )
+        .await;
+        let (session, failures) = match started {
             Ok(started) => started,
             Err(e) => {
                 log.line(
@@ -649,21 +641,11 @@ impl Peer {
         if self.options.camera_off {
             session.media().set_camera(false);
         }
-        let me = self.client.me();
-        for user in in_call.into_iter().filter(|u| Some(u) != me.as_ref()) {
-            if let Err(e) = session.add(user.clone(), self.we_joined_last).await {
-                log.line(
-                    "media_error",
-                    json!({ "who": user, "message": e.to_string() }),
-                );
-            }
-        }
         log.line(
             "media_started",
             json!({ "kind": kind, "offering": self.we_joined_last }),
         );
         self.media = Some(session);
-        self.media_events = Some(events);
         if self.options.stats_every_secs > 0.0 {
             self.stats_at = Some(
                 tokio::time::Instant::now()
@@ -678,25 +660,23 @@ impl Peer {
             m.close().await;
             log.line("media_summary", summary);
         }
-        self.media_events = None;
         self.stats_at = None;
         self.we_joined_last = false;
     }
 
     /// What the call's media reports.
-    async fn on_media<W: Write>(&mut self, event: MediaEvent, log: &mut Log<W>) {
-        let Some(call_id) = self.media.as_ref().map(|m| m.call_id.clone()) else {
-            return;
+    async fn on_media<W: Write>(&mut self, event: SessionEvent, log: &mut Log<W>) {
+        let event = match event {
+            SessionEvent::Media(event) => event,
+            SessionEvent::SignalNotSent { to, error } => {
+                log.line(
+                    "media_error",
+                    json!({ "stage": "signal", "to": to, "message": error.to_string() }),
+                );
+                return;
+            }
         };
         match event {
-            MediaEvent::Signal { to, signal } => {
-                if let Err(e) = self.client.signal(call_id, to.clone(), signal).await {
-                    log.line(
-                        "media_error",
-                        json!({ "stage": "signal", "to": to, "message": e.to_string() }),
-                    );
-                }
-            }
             MediaEvent::PeerState { user, state } => {
                 log.line(
                     "peer_state",

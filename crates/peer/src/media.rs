@@ -6,17 +6,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use beckon_client::Client;
+use beckon_client::{Client, ClientEvent};
 use beckon_media::MediaError;
-use beckon_media::call::{CallConfig, CallMedia, MediaEvent, PeerStats};
+use beckon_media::call::{CallMedia, PeerStats};
 use beckon_media::devices;
 use beckon_media::frame::{VideoFrame, now_us};
 use beckon_media::pipeline::VideoSink;
 use beckon_media::source::VideoSource;
 use beckon_media::source::synthetic::read_stamp;
-use beckon_protocol::{CallId, CallKind, Signal, UserId};
+use beckon_protocol::{CallId, CallKind, UserId};
+use beckon_session::{CallSession, Followed, SessionEvent, SessionOptions, Sources};
 use serde_json::{Value, json};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The oldest a decoded frame's stamp can plausibly be.
 const MAX_AGE_US: u64 = 60_000_000;
@@ -140,10 +140,10 @@ impl VideoSink for StampSink {
     }
 }
 
-/// The media of the call in progress.
+/// The media of the call in progress: the shared call session, and what
+/// the peer measures of it.
 pub(crate) struct MediaSession {
-    pub(crate) call_id: CallId,
-    media: Arc<CallMedia>,
+    session: CallSession,
     sink: Arc<StampSink>,
     started: Instant,
     /// When our own accept (or the first answer to our invite) happened.
@@ -159,37 +159,38 @@ pub(crate) struct MediaSession {
 impl std::fmt::Debug for MediaSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaSession")
-            .field("call_id", &self.call_id)
+            .field("call_id", self.session.call_id())
             .finish()
     }
 }
 
 impl MediaSession {
-    /// Opens devices and starts the call's media. Signals it wants sent come
-    /// out of the returned receiver.
-    pub(crate) fn start(
+    /// Opens devices, starts the call's media and connects to everyone in
+    /// it (offering when we came in last). A device that cannot be opened
+    /// costs its own media only: the call goes on, receiving, and the
+    /// failure is returned with the session.
+    pub(crate) async fn start(
         options: &MediaOptions,
         client: &Client,
         call_id: CallId,
-        kind: CallKind,
+        we_offer: bool,
         accepted_at: Instant,
-    ) -> Result<(Self, UnboundedReceiver<MediaEvent>, Vec<MediaError>), MediaError> {
+    ) -> Result<(Self, Vec<MediaError>), MediaError> {
         let me = client
             .me()
             .ok_or_else(|| MediaError::Signaling("not signed in".into()))?;
-        let mut config = CallConfig::new(me.clone(), kind);
-        config.udp_addrs = options.udp_addrs.clone();
-        config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
-        // A missing or busy device costs its own media only: the call goes
-        // on, receiving, and the failure is reported.
+        let video_call = client
+            .current_call()
+            .is_some_and(|c| c.info.kind == CallKind::Video);
         let mut failures = Vec::new();
         let size = (options.width, options.height, options.fps);
-        let camera = match kind {
-            CallKind::Video => devices::open_camera(&options.camera, size).unwrap_or_else(|e| {
+        let camera = if video_call {
+            devices::open_camera(&options.camera, size).unwrap_or_else(|e| {
                 failures.push(e);
                 None
-            }),
-            CallKind::Voice => None,
+            })
+        } else {
+            None
         };
         let camera = match (camera, options.stall_video_after) {
             (Some(inner), Some(after)) => Some(Box::new(Stalling {
@@ -203,50 +204,68 @@ impl MediaSession {
         let (speaker, problem) = devices::speaker_or_null(&options.speaker);
         failures.extend(problem);
         let sink = Arc::new(StampSink::default());
-        let (media, events) = CallMedia::start(config, camera, mic, sink.clone(), speaker, None)?;
+        let sources = Sources {
+            camera,
+            mic,
+            speaker,
+            sink: sink.clone(),
+            self_view: None,
+        };
+        let session_options = SessionOptions {
+            we_offer,
+            udp_addrs: options.udp_addrs.clone(),
+            ..SessionOptions::default()
+        };
+        let session = CallSession::start(client, call_id, sources, session_options).await?;
+        let offered_at_us = if we_offer {
+            // The offers are created right after the links, on their tasks.
+            let now = now_us();
+            session
+                .media()
+                .members()
+                .into_iter()
+                .map(|u| (u, now))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let session = Self {
-            call_id,
-            media: Arc::new(media),
+            session,
             sink,
             started: Instant::now(),
             since_accept: accepted_at,
-            offered_at_us: Mutex::default(),
+            offered_at_us: Mutex::new(offered_at_us),
             last_path: Mutex::default(),
         };
-        Ok((session, events, failures))
+        Ok((session, failures))
+    }
+
+    /// The call.
+    pub(crate) fn call_id(&self) -> &CallId {
+        self.session.call_id()
     }
 
     pub(crate) fn media(&self) -> Arc<CallMedia> {
-        self.media.clone()
+        self.session.media().clone()
     }
 
-    /// Connects to a member who is in the call.
-    pub(crate) async fn add(&self, user: UserId, we_offer: bool) -> Result<(), MediaError> {
-        self.media.add_member(user.clone(), we_offer).await?;
-        if we_offer {
-            // The offer is created right after this, on the link's task.
-            self.offered_at_us
+    /// Follows the call from a client event (members coming and going,
+    /// their signals); a member who left is dropped from the counts too.
+    pub(crate) async fn follow(&self, event: &ClientEvent) -> Result<Followed, MediaError> {
+        let followed = self.session.follow(event).await?;
+        if let Followed::Removed(user) = &followed {
+            self.sink
+                .seen
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .entry(user)
-                .or_insert_with(now_us);
+                .remove(user);
         }
-        Ok(())
+        Ok(followed)
     }
 
-    /// Drops a member who left.
-    pub(crate) async fn remove(&self, user: &UserId) {
-        self.media.remove_member(user).await;
-        self.sink
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(user);
-    }
-
-    /// Hands over signaling from a member.
-    pub(crate) async fn signal(&self, from: &UserId, signal: Signal) -> Result<(), MediaError> {
-        self.media.on_signal(from, signal).await
+    /// The next thing the media reports (signals are sent on the way).
+    pub(crate) async fn next_event(&mut self) -> Option<SessionEvent> {
+        self.session.next_event().await
     }
 
     fn remember_paths(&self, peers: &[PeerStats]) {
@@ -260,7 +279,7 @@ impl MediaSession {
 
     /// One line of media statistics.
     pub(crate) async fn stats(&self) -> Value {
-        let peers = self.media.stats().await;
+        let peers = self.session.media().stats().await;
         self.remember_paths(&peers);
         let mut seen = self
             .sink
@@ -320,10 +339,10 @@ impl MediaSession {
                 })
             })
             .collect();
-        let send = self.media.send_stats();
-        let (mic, camera) = self.media.local_state();
+        let send = self.session.media().send_stats();
+        let (mic, camera) = self.session.media().local_state();
         json!({
-            "call_id": self.call_id,
+            "call_id": self.session.call_id(),
             "secs": self.started.elapsed().as_secs(),
             "mic": mic,
             "camera": camera,
@@ -338,7 +357,7 @@ impl MediaSession {
     /// Whole-call figures: per member, every frame's latency; ours, the
     /// encoder's cost.
     pub(crate) async fn summary(&self) -> Value {
-        let peers = self.media.stats().await;
+        let peers = self.session.media().stats().await;
         self.remember_paths(&peers);
         let paths = self
             .last_path
@@ -356,7 +375,7 @@ impl MediaSession {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let tones = self.media.tone_logs();
+        let tones = self.session.media().tone_logs();
         let members: Vec<Value> = seen
             .iter()
             .map(|(who, s)| {
@@ -388,9 +407,9 @@ impl MediaSession {
                 })
             })
             .collect();
-        let send = self.media.send_stats();
+        let send = self.session.media().send_stats();
         json!({
-            "call_id": self.call_id,
+            "call_id": self.session.call_id(),
             "secs": self.started.elapsed().as_secs_f64(),
             "sent_frames": send.frames_sent,
             "encode_ms": round2(send.encode_ms),
@@ -401,7 +420,7 @@ impl MediaSession {
 
     /// Ends the media.
     pub(crate) async fn close(&self) {
-        self.media.close().await;
+        self.session.close().await;
     }
 }
 

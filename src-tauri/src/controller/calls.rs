@@ -1,7 +1,8 @@
 //! Calls: placing one, what the client reports about it, and how it ended.
 
 use beckon_client::{Client, ClientEvent, Notice, StopReason};
-use beckon_protocol::{CallId, CallKind, MemberState, UserId};
+use beckon_protocol::{CallId, CallKind, UserId};
+use beckon_session::Followed;
 
 use super::call_view::{self, CallExtras};
 use super::commands::parse_user;
@@ -83,13 +84,27 @@ impl Actor {
     }
 
     pub(super) async fn client_event(&mut self, event: ClientEvent) {
+        // The call's media follows members coming and going, and their
+        // signals.
+        let followed = match &self.media {
+            Some(m) => m.follow(&event).await,
+            None => Ok(Followed::Nothing),
+        };
+        match followed {
+            Ok(Followed::Removed(user)) => {
+                self.extras.remote.remove(&user);
+                self.env.tiles.clear(user.as_str());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "the call's media could not follow"),
+        }
         match event {
             ClientEvent::Connected { session } => {
                 if session.resumed
                     && let Some(m) = &self.media
                 {
                     // What broke signaling may have broken the media paths.
-                    m.media.reconnect_all();
+                    m.media().reconnect_all();
                 }
                 self.me = Some(person(&session.profile, false));
                 self.set_connection(Connection::Online);
@@ -109,17 +124,6 @@ impl Actor {
                 }
                 self.emit_contacts();
                 self.emit_call();
-            }
-            ClientEvent::Signal {
-                call_id,
-                from,
-                signal,
-            } => {
-                if let Some(m) = self.media.as_ref().filter(|m| m.call_id == call_id)
-                    && let Err(e) = m.media.on_signal(&from, signal).await
-                {
-                    tracing::debug!(error = %e, "media signal refused");
-                }
             }
             ClientEvent::Stopped { reason } => {
                 let why = match reason {
@@ -183,18 +187,6 @@ impl Actor {
             }
             Notice::MemberChanged { change } => {
                 self.learn([change.user.clone()]).await;
-                if let Some(m) = self.media.as_ref().filter(|m| m.call_id == change.call_id) {
-                    if change.state == MemberState::Accepted {
-                        // They joined after us: they offer.
-                        if let Err(e) = m.media.add_member(change.user.clone(), false).await {
-                            tracing::warn!(error = %e, "could not connect to a new member");
-                        }
-                    } else if !change.state.is_pending() {
-                        m.media.remove_member(&change.user).await;
-                        self.extras.remote.remove(&change.user);
-                        self.env.tiles.clear(change.user.as_str());
-                    }
-                }
                 self.emit_call();
             }
             Notice::CallStarted { call_id } => {

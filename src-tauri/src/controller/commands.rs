@@ -132,14 +132,14 @@ impl Actor {
             Command::SetMic { on } => {
                 self.extras.mic = on;
                 if let Some(m) = &self.media {
-                    m.media.set_mic(on);
+                    m.media().set_mic(on);
                 }
                 self.emit_call();
             }
             Command::SetCamera { on } => {
                 self.extras.camera = on;
                 if let Some(m) = &self.media {
-                    m.media.set_camera(on);
+                    m.media().set_camera(on);
                 }
                 self.update_preview().await;
                 self.emit_call();
@@ -147,7 +147,7 @@ impl Actor {
             Command::SetSpeaker { on } => {
                 self.extras.speaker = on;
                 if let Some(m) = &self.media {
-                    m.media.set_speaker(on);
+                    m.media().set_speaker(on);
                 }
                 self.emit_call();
             }

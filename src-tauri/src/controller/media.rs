@@ -3,23 +3,16 @@
 
 use std::sync::Arc;
 
-use beckon_media::call::{CallConfig, CallMedia, MediaEvent};
+use beckon_media::call::MediaEvent;
 use beckon_media::devices as media_devices;
 use beckon_protocol::{CallId, CallKind};
-use tokio::sync::mpsc;
+use beckon_session::{CallSession, SessionEvent, SessionOptions, Sources};
 
 use super::call_view;
 use super::{Actor, STATS_EVERY};
 use crate::devices;
 use crate::tiles::{SELF_TILE, TileSink};
 use crate::view::UiEvent;
-
-/// The media of the call in progress.
-pub(super) struct Media {
-    pub(super) call_id: CallId,
-    pub(super) media: Arc<CallMedia>,
-    pub(super) events: mpsc::UnboundedReceiver<MediaEvent>,
-}
 
 impl Actor {
     pub(super) async fn start_media(&mut self, call_id: CallId) {
@@ -34,10 +27,6 @@ impl Actor {
             return;
         };
         let kind = current.info.kind;
-        let mut config = CallConfig::new(me.clone(), kind);
-        config.ice_servers = client.session().map(|s| s.ice_servers).unwrap_or_default();
-        config.mic_on = self.extras.mic;
-        config.camera_on = self.extras.camera && kind == CallKind::Video;
         let mut problems = Vec::new();
         let camera = match kind {
             CallKind::Video => media_devices::open_camera(&self.choice.camera, devices::CAPTURE)
@@ -69,9 +58,21 @@ impl Actor {
             tiles: self.env.tiles.clone(),
             me: me.clone(),
         });
-        let started = CallMedia::start(config, camera, mic, sink.clone(), speaker, Some(sink));
-        let (media, events) = match started {
-            Ok(pair) => pair,
+        let sources = Sources {
+            camera,
+            mic,
+            speaker,
+            sink: sink.clone(),
+            self_view: Some(sink),
+        };
+        let options = SessionOptions {
+            we_offer: self.extras.we_offer,
+            mic_on: self.extras.mic,
+            camera_on: self.extras.camera,
+            ..SessionOptions::default()
+        };
+        let session = match CallSession::start(&client, call_id, sources, options).await {
+            Ok(session) => session,
             Err(e) => {
                 self.ui(UiEvent::Problem {
                     message: format!("Media could not start: {e}"),
@@ -79,44 +80,31 @@ impl Actor {
                 return;
             }
         };
-        let media = Arc::new(media);
-        media.set_speaker(self.extras.speaker);
-        for user in current.others_in_call(&me) {
-            if let Err(e) = media.add_member(user.clone(), self.extras.we_offer).await {
-                tracing::warn!(error = %e, "could not connect to a member");
-            }
-        }
-        self.media = Some(Media {
-            call_id,
-            media,
-            events,
-        });
+        session.media().set_speaker(self.extras.speaker);
+        self.media = Some(session);
         self.stats_at = Some(tokio::time::Instant::now() + STATS_EVERY);
     }
 
     pub(super) async fn stop_media(&mut self) {
         self.stats_at = None;
         if let Some(m) = self.media.take() {
-            m.media.close().await;
-            for user in m.media.members() {
+            m.close().await;
+            for user in m.media().members() {
                 self.env.tiles.clear(user.as_str());
             }
             self.env.tiles.clear(SELF_TILE);
         }
     }
 
-    pub(super) async fn media_event(&mut self, event: MediaEvent) {
-        let Some(call_id) = self.media.as_ref().map(|m| m.call_id.clone()) else {
-            return;
+    pub(super) async fn media_event(&mut self, event: SessionEvent) {
+        let event = match event {
+            SessionEvent::Media(event) => event,
+            SessionEvent::SignalNotSent { error, .. } => {
+                tracing::debug!(%error, "media signal not sent");
+                return;
+            }
         };
         match event {
-            MediaEvent::Signal { to, signal } => {
-                if let Some(client) = &self.client
-                    && let Err(e) = client.signal(call_id, to, signal).await
-                {
-                    tracing::debug!(error = %e, "media signal not sent");
-                }
-            }
             MediaEvent::RemoteMediaState { user, mic, camera } => {
                 let r = self.extras.remote.entry(user).or_default();
                 (r.mic, r.camera) = (mic, camera);
@@ -138,18 +126,18 @@ impl Actor {
             self.stats_at = None;
             return;
         };
-        let stats = m.media.stats().await;
+        let stats = m.media().stats().await;
         call_view::apply_stats(&mut self.extras, &stats);
         self.extras.video_paused =
-            m.media.send_stats().video_step == Some(beckon_media::ladder::Step::Paused);
+            m.media().send_stats().video_step == Some(beckon_media::ladder::Step::Paused);
         self.stats_at = Some(tokio::time::Instant::now() + STATS_EVERY);
         self.emit_call();
     }
 }
 
-pub(super) async fn next_media(media: &mut Option<Media>) -> Option<MediaEvent> {
+pub(super) async fn next_media(media: &mut Option<CallSession>) -> Option<SessionEvent> {
     match media {
-        Some(m) => m.events.recv().await,
+        Some(m) => m.next_event().await,
         None => std::future::pending().await,
     }
 }

@@ -28,10 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beckon_client::{Client, ClientEvent};
+use beckon_session::CallSession;
 use tokio::sync::{mpsc, oneshot};
 
 use self::call_view::CallExtras;
-use self::media::{Media, next_media};
+use self::media::next_media;
 use self::preview::Preview;
 use crate::devices::{self, Choice};
 use crate::host::Host;
@@ -137,7 +138,8 @@ struct Actor {
     /// at start and when the settings page opens, not on every change).
     listed: Devices,
     choice: Choice,
-    media: Option<Media>,
+    /// The current call's media, once it connected.
+    media: Option<CallSession>,
     preview: Option<Preview>,
     /// The settings page wants the camera and meter running.
     preview_wanted: bool,

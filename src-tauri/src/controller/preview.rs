@@ -148,11 +148,11 @@ impl Actor {
                     .map_err(|e| UiError::new(UiErrorCode::CameraFailed, e.to_string()))?;
                 match source {
                     Some(source) => m
-                        .media
+                        .media()
                         .switch_camera(source)
                         .map_err(|e| UiError::new(UiErrorCode::CameraFailed, e.to_string()))?,
                     None => {
-                        m.media.set_camera(false);
+                        m.media().set_camera(false);
                         self.extras.camera = false;
                     }
                 }
@@ -164,7 +164,7 @@ impl Actor {
             if let Some(m) = &self.media {
                 let source = media_devices::open_microphone(&mic, &me)
                     .map_err(|e| UiError::new(UiErrorCode::MicrophoneFailed, e.to_string()))?;
-                m.media.switch_microphone(source);
+                m.media().switch_microphone(source);
             }
             self.choice.microphone = mic.clone();
             self.settings.microphone = Some(mic);
@@ -175,7 +175,7 @@ impl Actor {
                 if let Some(e) = problem {
                     return Err(UiError::new(UiErrorCode::SpeakerFailed, e.to_string()));
                 }
-                m.media.switch_speaker(output);
+                m.media().switch_speaker(output);
             }
             self.choice.speaker = out.clone();
             self.settings.speaker = Some(out);
