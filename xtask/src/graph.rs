@@ -51,6 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "beckon-peer",
             "beckon-protocol",
             "beckon-server",
+            "beckon-session",
         ],
     ),
     ("xtask", &["beckon-netsim"]),
