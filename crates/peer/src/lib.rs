@@ -360,18 +360,14 @@ impl Peer {
             ClientEvent::Presence { user, online } => {
                 log.line("presence", json!({ "who": user, "online": online }))
             }
-            ClientEvent::Signal {
-                call_id,
-                from,
-                signal,
-            } => {
-                if self.media.as_ref().is_none_or(|m| m.call_id() != &call_id) {
-                    log.line(
-                        "signal",
-                        json!({ "call_id": call_id, "from": from, "ignored": true }),
-                    );
-                }
-                drop(signal);
+            // Ours went to the call's media above; others are only logged.
+            ClientEvent::Signal { call_id, from, .. }
+                if self.media.as_ref().is_none_or(|m| m.call_id() != &call_id) =>
+            {
+                log.line(
+                    "signal",
+                    json!({ "call_id": call_id, "from": from, "ignored": true }),
+                );
             }
             ClientEvent::Stopped { reason } => {
                 let reason = match reason {
