@@ -409,7 +409,7 @@ pub struct Call {
 pub struct CallOutcome {
     /// The call.
     pub id: String,
-    /// `declined`, `busy`, `no_answer`, `offline`, `cancelled`, `ended`,
+    /// `declined`, `busy`, `no_answer`, `offline`, `cancelled`, `missed`, `ended`,
     /// `answered_elsewhere`, `failed`.
     pub reason: String,
     /// One sentence for people, e.g. "Bob declined."

@@ -34,8 +34,10 @@ use beckon_protocol::{
 use tokio::sync::{mpsc, oneshot};
 
 /// What the call manager tells a client's user, the current call and its
-/// phase: the client's users need these and nothing else of beckon-core.
+/// phase, and the rule for how a call went for each member: the client's
+/// users need these and nothing else of beckon-core.
 pub use beckon_core::manager::{CurrentCall, Notice, Phase};
+pub use beckon_core::outcome::{MemberEnd, outcome};
 pub use error::ClientError;
 
 /// How to sign in the first time. Later reconnects resume with the token.

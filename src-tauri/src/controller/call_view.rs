@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use beckon_client::{CurrentCall, Phase as ManagerPhase};
+use beckon_client::{CurrentCall, MemberEnd, Phase as ManagerPhase, outcome};
 use beckon_media::call::PeerStats;
 use beckon_media::peer::LinkState;
-use beckon_protocol::{CallInfo, MemberState, Reason, UserId};
+use beckon_protocol::{CallInfo, MemberInfo, MemberState, Outcome, Reason, UserId};
 
 use super::convert::kind;
 use crate::view::{Call, CallOutcome, Member, MemberStatus, Person, Phase, Quality};
@@ -190,9 +190,11 @@ pub(crate) fn view(
     }
 }
 
-/// Why an outgoing call did not connect, or that a call ended: from the
-/// call as it last stood (`last`, every member's state and reason), why it
-/// ended, who ended it, and the phase `me` last saw it in.
+/// Why an outgoing call did not connect, or how a call ended: from the call
+/// as it last stood (`last`, every member's state and reason), why it ended,
+/// who ended it, and the phase `me` last saw it in. The words follow the
+/// outcome the history records (`beckon_client::outcome`), for the one
+/// invitee of a call we made, or else for us.
 pub(crate) fn ended(
     last: &CallInfo,
     me: Option<&UserId>,
@@ -201,11 +203,22 @@ pub(crate) fn ended(
     last_phase: Option<Phase>,
     who: impl Fn(&UserId) -> Person,
 ) -> CallOutcome {
-    let outcome = |reason: &str, message: String| CallOutcome {
+    let sentence = |reason: &str, message: String| CallOutcome {
         id: last.call_id.to_string(),
         reason: reason.to_owned(),
         message,
     };
+    let connected = last_phase == Some(Phase::Connected);
+    let of = |m: &MemberInfo| {
+        let end = MemberEnd {
+            inviter: m.user == last.inviter,
+            took_part: connected && Some(&m.user) == me,
+            state: m.state,
+            reason: m.reason,
+        };
+        outcome(end, connected, reason)
+    };
+    let inviter = who(&last.inviter).name;
     if last_phase == Some(Phase::Outgoing) {
         let invited: Vec<_> = last
             .members
@@ -214,34 +227,49 @@ pub(crate) fn ended(
             .collect();
         if let [only] = invited[..] {
             let name = who(&only.user).name;
-            return match only.reason.unwrap_or(reason) {
-                Reason::Declined => outcome("declined", format!("{name} declined.")),
-                Reason::Busy => outcome("busy", format!("{name} is busy on another call.")),
-                Reason::Offline => outcome("offline", format!("{name} is offline.")),
-                Reason::Timeout => outcome("no_answer", format!("{name} did not answer.")),
-                Reason::Cancelled => outcome("cancelled", "Call cancelled.".to_owned()),
-                _ => outcome("ended", "The call did not connect.".to_owned()),
-            };
+            match of(only) {
+                Outcome::Declined => return sentence("declined", format!("{name} declined.")),
+                Outcome::Busy => {
+                    return sentence("busy", format!("{name} is busy on another call."));
+                }
+                Outcome::Missed if only.reason == Some(Reason::Offline) => {
+                    return sentence("offline", format!("{name} is offline."));
+                }
+                Outcome::Missed => return sentence("no_answer", format!("{name} did not answer.")),
+                _ => {}
+            }
         }
-        return match reason {
-            Reason::Cancelled => outcome("cancelled", "Call cancelled.".to_owned()),
-            _ => outcome("no_answer", "Nobody answered.".to_owned()),
+        return match (reason, invited.len()) {
+            (Reason::Cancelled, _) => sentence("cancelled", "Call cancelled.".to_owned()),
+            (Reason::Timeout, _) | (_, 2..) => sentence("no_answer", "Nobody answered.".to_owned()),
+            _ => sentence("ended", "The call did not connect.".to_owned()),
         };
     }
-    match (reason, by) {
-        (Reason::Disconnected, _) => outcome(
+    let mine = last.members.iter().find(|m| Some(&m.user) == me);
+    match (mine.map(of), reason, by) {
+        // We declined or left it ourselves: nothing to explain.
+        (_, _, None) if reason != Reason::Disconnected && reason != Reason::Timeout => {
+            sentence("ended", "Call ended.".to_owned())
+        }
+        (Some(Outcome::Missed), ..) => {
+            sentence("missed", format!("You missed a call from {inviter}."))
+        }
+        (Some(Outcome::Cancelled), Reason::Cancelled, _) => {
+            sentence("cancelled", format!("{inviter} cancelled the call."))
+        }
+        (_, Reason::Disconnected, _) => sentence(
             "failed",
             "The call ended: the connection was lost.".to_owned(),
         ),
-        (_, Some(by)) => outcome("ended", format!("{} ended the call.", who(by).name)),
-        _ => outcome("ended", "Call ended.".to_owned()),
+        (_, _, Some(by)) => sentence("ended", format!("{} ended the call.", who(by).name)),
+        _ => sentence("ended", "Call ended.".to_owned()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beckon_protocol::{CallKind, MemberInfo};
+    use beckon_protocol::CallKind;
 
     fn uid(s: &str) -> UserId {
         s.parse().expect("user id")
@@ -411,5 +439,57 @@ mod tests {
             (o.reason.as_str(), o.message.as_str()),
             ("ended", "bob ended the call.")
         );
+    }
+
+    #[test]
+    fn a_ring_we_did_not_take_says_missed_or_cancelled() {
+        let mut last = call(
+            &[
+                ("alice", MemberState::Accepted),
+                ("bob", MemberState::Timeout),
+            ],
+            ManagerPhase::Incoming,
+        )
+        .info;
+        last.members[1].reason = Some(Reason::Timeout);
+        let bob = uid("bob");
+        let o = ended(
+            &last,
+            Some(&bob),
+            Reason::Timeout,
+            None,
+            Some(Phase::Incoming),
+            name,
+        );
+        assert_eq!(
+            (o.reason.as_str(), o.message.as_str()),
+            ("missed", "You missed a call from alice.")
+        );
+        last.members[1].state = MemberState::Ended;
+        last.members[1].reason = None;
+        let alice = uid("alice");
+        let o = ended(
+            &last,
+            Some(&bob),
+            Reason::Cancelled,
+            Some(&alice),
+            Some(Phase::Incoming),
+            name,
+        );
+        assert_eq!(
+            (o.reason.as_str(), o.message.as_str()),
+            ("cancelled", "alice cancelled the call.")
+        );
+        // We declined it ourselves: nothing to explain.
+        last.members[1].state = MemberState::Rejected;
+        let o = ended(
+            &last,
+            Some(&bob),
+            Reason::Declined,
+            None,
+            Some(Phase::Incoming),
+            name,
+        );
+        assert_eq!(o.message, "Call ended.");
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::outcome::{MemberEnd, outcome};
 use beckon_protocol::{
     CallId, CallInfo, CallKind, DeviceId, ExtendedData, MemberInfo, MemberState, Outcome, Reason,
     UserId,
@@ -88,31 +89,20 @@ impl Call {
         }
     }
 
-    /// How the call went for each member, for the history. `ended_by` is the
-    /// reason the call ended.
+    /// How the call went for each member, for the history, given why it
+    /// ended.
     pub(crate) fn outcomes(&self, end_reason: Reason) -> Vec<(UserId, Outcome)> {
         self.members
             .iter()
             .map(|m| {
-                let outcome = if m.user == self.inviter {
-                    if self.connected_at.is_some() {
-                        Outcome::Answered
-                    } else if matches!(end_reason, Reason::Cancelled | Reason::Disconnected) {
-                        Outcome::Cancelled
-                    } else {
-                        Outcome::NoAnswer
-                    }
-                } else if m.ever_accepted {
-                    Outcome::Answered
-                } else {
-                    match (m.state, m.reason) {
-                        (MemberState::Rejected, Reason::Busy) => Outcome::Busy,
-                        (MemberState::Rejected, _) => Outcome::Declined,
-                        (MemberState::Timeout, _) => Outcome::Missed,
-                        _ => Outcome::Cancelled,
-                    }
+                let end = MemberEnd {
+                    inviter: m.user == self.inviter,
+                    took_part: m.ever_accepted,
+                    state: m.state,
+                    reason: Some(m.reason),
                 };
-                (m.user.clone(), outcome)
+                let connected = self.connected_at.is_some();
+                (m.user.clone(), outcome(end, connected, end_reason))
             })
             .collect()
     }
