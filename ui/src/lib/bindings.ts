@@ -247,7 +247,7 @@ export type CallOutcome = {
  */
 id: string, 
 /**
- * `declined`, `busy`, `no_answer`, `offline`, `cancelled`, `ended`,
+ * `declined`, `busy`, `no_answer`, `offline`, `cancelled`, `missed`, `ended`,
  * `answered_elsewhere`, `failed`.
  */
 reason: string, 
