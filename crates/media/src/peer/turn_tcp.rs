@@ -352,6 +352,20 @@ pub(crate) fn tcp_server(url: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A UDP socket and a TCP listener on the same loopback port, as a TURN
+    /// server has. The UDP port is the system's pick; another test's TCP
+    /// connection may hold that number already, so pick again until both bind.
+    async fn udp_and_tcp_on_one_port() -> (UdpSocket, tokio::net::TcpListener, u16) {
+        for _ in 0..50 {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                return (udp, tcp, port);
+            }
+        }
+        panic!("no loopback port free for both UDP and TCP");
+    }
+
     #[test]
     fn the_bridge_opens_only_while_udp_does_not_answer() {
         let t0 = Instant::now();
@@ -389,11 +403,7 @@ mod tests {
         // A STUN server on loopback: UDP answers, so the bridge never
         // connects over TCP (nothing listens there; a connection attempt
         // would show as an accepted stream).
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+        let (udp, tcp, port) = udp_and_tcp_on_one_port().await;
         tokio::spawn(async move {
             let mut buf = [0u8; 1500];
             while let Ok((n, from)) = udp.recv_from(&mut buf).await {
@@ -418,11 +428,7 @@ mod tests {
     async fn a_server_silent_over_udp_is_reached_over_tcp() {
         // UDP is bound but never answers: after the first half second the
         // bridge carries ICE's requests over TCP.
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = udp.local_addr().unwrap().port();
-        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+        let (udp, tcp, port) = udp_and_tcp_on_one_port().await;
         let bridge = TcpTurnBridge::start(format!("127.0.0.1:{port}")).unwrap();
         let ice = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         ice.send_to(&binding_request([1; 12]), bridge.local)
