@@ -1,4 +1,5 @@
-//! Sends each DTLS handshake datagram more than once.
+//! Sends each DTLS handshake datagram, and each TURN request, more than
+//! once.
 //!
 //! webrtc-rs repeats a lost handshake flight only after a fixed second, and
 //! a connection cannot carry media until six flights have crossed: on a
@@ -9,6 +10,15 @@
 //! is then lost only when every copy of one of its datagrams is. The
 //! receiving side drops the copies it does not need (DTLS replay detection:
 //! same epoch, same record number).
+//!
+//! TURN requests (Allocate, Refresh, CreatePermission, ChannelBind) have
+//! the same trouble on a lossy access link: webrtc-rs waits 200 ms, then
+//! 400, 800… before it asks again, a relay needs three or four of them in a
+//! row before the first check, and each is lost when either the request or
+//! its answer is (half the time at 30 % loss). A copy is the same request
+//! (same transaction ID), which a TURN server answers again as it answers a
+//! retransmission (RFC 8656 §7.2: Allocate, and the others are idempotent);
+//! webrtc-rs takes the first answer and ignores the rest.
 //!
 //! The copies are made under webrtc-rs, at its UDP sockets (a [`Runtime`]
 //! that is Tokio's but for the sockets it wraps), so they reach the peer by
@@ -143,7 +153,7 @@ impl AsyncUdpSocket for CopyingSocket {
         if let Poll::Ready(Ok(_)) = sent {
             let segment = transmit.segment_size.unwrap_or(transmit.contents.len());
             for datagram in transmit.contents.chunks(segment.max(1)) {
-                if carries_handshake(datagram) {
+                if carries_handshake(datagram) || is_turn_request(datagram) {
                     self.copy_later(datagram, transmit);
                 }
             }
@@ -195,6 +205,18 @@ pub(crate) fn carries_handshake(datagram: &[u8]) -> bool {
 
 const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const SEND_INDICATION: u16 = 0x0016;
+/// The request types of TURN's methods (RFC 8656 §17): Allocate, Refresh,
+/// CreatePermission, ChannelBind. A method below 16 in the request class
+/// is its own message type.
+const TURN_REQUESTS: [u16; 4] = [0x0003, 0x0004, 0x0008, 0x0009];
+
+/// Whether a datagram on its way out is a request to a TURN server (not a
+/// Binding request: ICE retries its checks every few milliseconds itself).
+pub(crate) fn is_turn_request(datagram: &[u8]) -> bool {
+    datagram.len() >= 20
+        && datagram.get(4..8) == Some(&STUN_MAGIC_COOKIE[..])
+        && be16(datagram, 0).is_some_and(|t| TURN_REQUESTS.contains(&t))
+}
 const ATTR_DATA: u16 = 0x0013;
 
 /// The DATA attribute of a STUN Send indication (RFC 8656 §10.1).
@@ -294,7 +316,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_socket_sends_a_handshake_three_times_and_media_once() {
+    async fn the_socket_sends_a_handshake_or_turn_request_three_times_and_media_once() {
         let rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = rx.local_addr().unwrap();
         let socket = CopyingRuntime
@@ -303,9 +325,37 @@ mod tests {
         let hello = channel_data(&record(22));
         socket.send_to(&hello, to).await.unwrap();
         assert_eq!(arrivals(&rx).await, vec![hello.clone(); 3]);
+        let allocate = stun(0x0003);
+        socket.send_to(&allocate, to).await.unwrap();
+        assert_eq!(arrivals(&rx).await, vec![allocate; 3]);
         let srtp = channel_data(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 9, 9]);
         socket.send_to(&srtp, to).await.unwrap();
         assert_eq!(arrivals(&rx).await, vec![srtp]);
+    }
+
+    fn stun(kind: u16) -> Vec<u8> {
+        let mut m = kind.to_be_bytes().to_vec();
+        m.extend_from_slice(&[0x00, 0x00]);
+        m.extend_from_slice(&STUN_MAGIC_COOKIE);
+        m.extend_from_slice(&[7; 12]);
+        m
+    }
+
+    #[test]
+    fn turn_requests_are_copied_but_not_answers_checks_or_indications() {
+        for request in TURN_REQUESTS {
+            assert!(is_turn_request(&stun(request)), "{request:#06x}");
+            // Success (0x0100) and error (0x0110) answers are the server's.
+            assert!(!is_turn_request(&stun(request | 0x0100)));
+            assert!(!is_turn_request(&stun(request | 0x0110)));
+        }
+        assert!(!is_turn_request(&stun(0x0001)), "a binding request");
+        assert!(!is_turn_request(&stun(SEND_INDICATION)));
+        let mut no_cookie = stun(0x0003);
+        no_cookie[4] = 0;
+        assert!(!is_turn_request(&no_cookie));
+        assert!(!is_turn_request(&stun(0x0003)[..19]), "truncated");
+        assert!(!is_turn_request(&channel_data(&stun(0x0003))));
     }
 
     #[test]
