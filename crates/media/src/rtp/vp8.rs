@@ -262,12 +262,6 @@ const REASK_SLACK: Duration = Duration::from_millis(150);
 const REASK_MIN: Duration = Duration::from_millis(300);
 /// Silence after which arriving packets count as a stream resuming.
 const RESUMED_AFTER: Duration = Duration::from_millis(300);
-/// How long packets are kept while nothing decodes and no key frame has
-/// begun: as long as a missing first packet can still be asked for again
-/// (the NACK generator asks up to 12 times, 50 ms apart).
-const BROKEN_KEEP: Duration = Duration::from_millis(700);
-/// VP8's RTP clock, ticks per millisecond.
-const VIDEO_CLOCK_KHZ: u32 = 90;
 /// Packets held at most (beyond, the oldest go).
 const MAX_PACKETS: usize = 2000;
 
@@ -437,41 +431,13 @@ impl FrameBuffer {
         }
     }
 
-    /// While nothing decodes: the key frame to go on from. The latest one
-    /// that is whole; else the one being repaired (going on to a newer one
-    /// that misses packets too would throw away the repair so far, and
-    /// through heavy loss each key frame misses some); else the latest one.
-    fn key_to_go_on_from(&self) -> Option<u64> {
-        let mut keys = self
-            .packets
+    /// The latest start of a frame in the buffer.
+    fn latest_start(&self) -> Option<u64> {
+        self.packets
             .iter()
             .rev()
-            .filter(|(_, p)| p.key)
-            .map(|(&k, _)| k);
-        let latest = keys.next()?;
-        if let Some(whole) = std::iter::once(latest)
-            .chain(keys)
-            .find(|&k| self.frame_end(k).is_some())
-        {
-            return Some(whole);
-        }
-        let repairing = self
-            .next
-            .filter(|n| self.packets.get(n).is_some_and(|p| p.key));
-        Some(repairing.unwrap_or(latest))
-    }
-
-    /// Drops packets sent more than `age` (by their RTP timestamps) before
-    /// the latest one.
-    fn forget_older_than(&mut self, age: Duration) {
-        let Some(newest) = self.packets.values().next_back().map(|p| p.timestamp) else {
-            return;
-        };
-        let ticks = (age.as_millis() as u32).saturating_mul(VIDEO_CLOCK_KHZ);
-        // Wrapping: a timestamp a little ahead of `newest` (reordered
-        // frames) reads as far behind in u32, so compare as signed.
-        self.packets
-            .retain(|_, p| (newest.wrapping_sub(p.timestamp) as i32) <= ticks as i32);
+            .find(|(_, p)| p.desc.start && p.desc.partition == 0)
+            .map(|(&k, _)| k)
     }
 
     /// Whether the packets from `first` on are all here so far (the frame
@@ -499,9 +465,15 @@ impl FrameBuffer {
     fn release(&mut self, now: Instant) {
         loop {
             if self.broken {
-                // Only a key frame helps: go on from one, dropping
-                // everything before it.
-                let Some(k) = self.key_to_go_on_from() else {
+                // Only a key frame helps: go to the latest one there is,
+                // dropping everything before it.
+                let key = self
+                    .packets
+                    .iter()
+                    .rev()
+                    .find(|(_, p)| p.key)
+                    .map(|(&k, _)| k);
+                let Some(k) = key else {
                     // A delta frame begins: what we have cannot decode.
                     let delta = self
                         .packets
@@ -510,10 +482,10 @@ impl FrameBuffer {
                     if delta {
                         self.ask_for_key_frame(now);
                     }
-                    // The rest of a key frame whose first packet was lost
-                    // may be here: kept while a retransmission of that
-                    // packet can still come.
-                    self.forget_older_than(BROKEN_KEEP);
+                    // Keep only the frame being received now.
+                    if let Some(last) = self.latest_start() {
+                        self.packets.retain(|&s, _| s >= last);
+                    }
                     return;
                 };
                 if self.next != Some(k) {
@@ -536,14 +508,13 @@ impl FrameBuffer {
                 return;
             }
             // Packets of the frame at `first` are missing. A later frame
-            // that does not need it: go on from there. (While broken, that
-            // is only a whole key frame, which the top of the loop takes.)
+            // that does not need it: go on from there.
             let later = self
                 .packets
                 .range(first + 1..)
                 .filter(|(_, p)| p.desc.start && p.desc.partition == 0)
                 .map(|(&k, _)| k)
-                .find(|&k| !self.broken && self.independent(k));
+                .find(|&k| self.independent(k));
             if let Some(k) = later {
                 let key = self.packets[&k].key;
                 // On a short round trip the retransmission of an upper-layer
@@ -952,75 +923,6 @@ mod tests {
         push_all(&mut rx, t0, &base[1..]);
         push_all(&mut rx, t0, &tx.frame(&key_frame(3, 50), Layer::BASE));
         assert_eq!(frames(&drain(&mut rx, t0)), vec![1, 3]);
-    }
-
-    #[test]
-    fn a_key_frame_whose_first_packet_comes_last_still_decodes() {
-        // Through heavy loss the first packet of a key frame is often the
-        // one lost; its retransmission comes after the frames behind it.
-        let mut tx = Sender::new();
-        let mut rx = FrameBuffer::new();
-        let t0 = Instant::now();
-        let key = tx.frame(&key_frame(1, 350), Layer::BASE);
-        assert!(key.len() >= 3);
-        push_all(&mut rx, t0, &key[1..]);
-        push_all(
-            &mut rx,
-            t0 + ms(33),
-            &tx.frame(&delta_frame(2, 50), Layer::UPPER),
-        );
-        push_all(
-            &mut rx,
-            t0 + ms(66),
-            &tx.frame(&delta_frame(3, 50), Layer::BASE),
-        );
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(66))), Vec::<u8>::new());
-        push_all(&mut rx, t0 + ms(80), &key[..1]);
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(80))), vec![1, 2, 3]);
-    }
-
-    #[test]
-    fn what_cannot_decode_is_not_kept_for_long() {
-        let mut tx = Sender::new();
-        let mut rx = FrameBuffer::new();
-        let t0 = Instant::now();
-        let key = tx.frame(&key_frame(1, 350), Layer::BASE);
-        push_all(&mut rx, t0, &key[1..]);
-        // A second of frames (at 30 fps) behind it, none a key frame.
-        for i in 0..30 {
-            let f = tx.frame(&delta_frame(2, 50), Layer::UPPER);
-            push_all(&mut rx, t0 + ms(33 * i), &f);
-        }
-        push_all(&mut rx, t0 + ms(1000), &key[..1]);
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(1000))), Vec::<u8>::new());
-        assert!(rx.packets.len() <= 30, "{} packets kept", rx.packets.len());
-    }
-
-    #[test]
-    fn a_key_frame_under_repair_is_not_dropped_for_a_newer_one_also_missing_packets() {
-        let mut tx = Sender::new();
-        let mut rx = FrameBuffer::new();
-        rx.set_rtt(ms(20));
-        let t0 = Instant::now();
-        let first = tx.frame(&key_frame(1, 350), Layer::BASE);
-        let gap = first.len() / 2;
-        push_all(&mut rx, t0, &first[..gap]);
-        push_all(&mut rx, t0, &first[gap + 1..]);
-        // The key frame asked for meanwhile, missing a packet too.
-        let second = tx.frame(&key_frame(2, 350), Layer::BASE);
-        push_all(&mut rx, t0 + ms(40), &second[..second.len() - 1]);
-        push_all(&mut rx, t0 + ms(60), &first[gap..=gap]);
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(60))), vec![1]);
-        // A whole newer key frame is taken at once, though.
-        let mut rx = FrameBuffer::new();
-        push_all(&mut rx, t0, &first[..gap]);
-        push_all(&mut rx, t0, &first[gap + 1..]);
-        push_all(
-            &mut rx,
-            t0 + ms(40),
-            &tx.frame(&key_frame(3, 350), Layer::BASE),
-        );
-        assert_eq!(frames(&drain(&mut rx, t0 + ms(40))), vec![3]);
     }
 
     #[test]
