@@ -218,11 +218,20 @@ impl Server {
             None => {
                 // Without TCP_NODELAY a reply followed at once by an event
                 // waits for the client's delayed ACK (40 ms on Linux).
+                // Thin-stream timeouts: signaling has too few packets in
+                // flight for fast retransmit, and a timer that doubles at
+                // each loss held an SDP for over a second through 30 % loss.
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|source| ServerError::Bind { addr, source })?
                     .tap_io(|tcp| {
                         if let Err(e) = tcp.set_nodelay(true) {
                             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                        }
+                        #[cfg(target_os = "linux")]
+                        if let Err(e) =
+                            socket2::SockRef::from(&*tcp).set_tcp_thin_linear_timeouts(true)
+                        {
+                            tracing::debug!(error = %e, "cannot set TCP_THIN_LINEAR_TIMEOUTS");
                         }
                     });
                 let mut stop = shutdown_rx;
