@@ -898,6 +898,7 @@ impl Negotiator {
             .await
             .ok_or_else(|| rtc_err("local description", "none"))?;
         let sdp = Sdp::try_from(local.sdp).map_err(|e| rtc_err("local SDP", e))?;
+        tracing::debug!(me = %self.ctx.me, user = %self.user, kind = ?local.sdp_type, bytes = sdp.as_str().len(), "description sent");
         self.send(match local.sdp_type {
             RTCSdpType::Offer => Signal::Offer { sdp },
             _ => Signal::Answer { sdp },
