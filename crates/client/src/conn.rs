@@ -29,9 +29,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// wait for the server's delayed ACK) and, on Linux, thin-stream
 /// retransmissions. Signaling keeps a packet or two in flight, too few for
 /// fast retransmit, so each loss waits for the retransmission timer, which
-/// doubles at every loss of the same packet: through 30 % loss an SDP answer
-/// took 1.4 s to cross. With thin-stream timeouts the first six
-/// retransmissions keep the same interval.
+/// otherwise doubles at every loss of the same packet; with thin-stream
+/// timeouts the first six retransmissions keep the same interval. (Through
+/// 30 % loss an SDP answer took up to 1.4 s to cross with or without it:
+/// docs/network.md.)
 async fn tcp_to(uri: &Uri) -> std::io::Result<TcpStream> {
     use std::io::{Error, ErrorKind};
     let host = uri

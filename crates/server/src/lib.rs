@@ -219,8 +219,9 @@ impl Server {
                 // Without TCP_NODELAY a reply followed at once by an event
                 // waits for the client's delayed ACK (40 ms on Linux).
                 // Thin-stream timeouts: signaling has too few packets in
-                // flight for fast retransmit, and a timer that doubles at
-                // each loss held an SDP for over a second through 30 % loss.
+                // flight for fast retransmit, so a loss waits for the
+                // retransmission timer; this keeps it from doubling for the
+                // first six retransmissions (the client sets it too).
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|source| ServerError::Bind { addr, source })?
                     .tap_io(|tcp| {

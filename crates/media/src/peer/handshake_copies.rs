@@ -209,6 +209,7 @@ const SEND_INDICATION: u16 = 0x0016;
 /// CreatePermission, ChannelBind. A method below 16 in the request class
 /// is its own message type.
 const TURN_REQUESTS: [u16; 4] = [0x0003, 0x0004, 0x0008, 0x0009];
+const ATTR_DATA: u16 = 0x0013;
 
 /// Whether a datagram on its way out is a request to a TURN server (not a
 /// Binding request: ICE retries its checks every few milliseconds itself).
@@ -217,7 +218,6 @@ pub(crate) fn is_turn_request(datagram: &[u8]) -> bool {
         && datagram.get(4..8) == Some(&STUN_MAGIC_COOKIE[..])
         && be16(datagram, 0).is_some_and(|t| TURN_REQUESTS.contains(&t))
 }
-const ATTR_DATA: u16 = 0x0013;
 
 /// The DATA attribute of a STUN Send indication (RFC 8656 §10.1).
 fn send_indication_data(message: &[u8]) -> Option<&[u8]> {

@@ -182,43 +182,23 @@ fn a_ring_we_did_not_take_says_missed_or_cancelled() {
     )
     .info;
     last.members[1].reason = Some(Reason::Timeout);
-    let bob = uid("bob");
-    let o = ended(
-        &last,
-        Some(&bob),
-        Reason::Timeout,
-        None,
-        Some(Phase::Incoming),
-        name,
-    );
+    let (bob, alice) = (uid("bob"), uid("alice"));
+    // How the ring ended, as bob's app says it.
+    let says = |last: &CallInfo, reason, by| {
+        let o = ended(last, Some(&bob), reason, by, Some(Phase::Incoming), name);
+        (o.reason, o.message)
+    };
     assert_eq!(
-        (o.reason.as_str(), o.message.as_str()),
-        ("missed", "You missed a call from alice.")
+        says(&last, Reason::Timeout, None),
+        ("missed".into(), "You missed a call from alice.".into())
     );
     last.members[1].state = MemberState::Ended;
     last.members[1].reason = None;
-    let alice = uid("alice");
-    let o = ended(
-        &last,
-        Some(&bob),
-        Reason::Cancelled,
-        Some(&alice),
-        Some(Phase::Incoming),
-        name,
-    );
     assert_eq!(
-        (o.reason.as_str(), o.message.as_str()),
-        ("cancelled", "alice cancelled the call.")
+        says(&last, Reason::Cancelled, Some(&alice)),
+        ("cancelled".into(), "alice cancelled the call.".into())
     );
     // We declined it ourselves: nothing to explain.
     last.members[1].state = MemberState::Rejected;
-    let o = ended(
-        &last,
-        Some(&bob),
-        Reason::Declined,
-        None,
-        Some(Phase::Incoming),
-        name,
-    );
-    assert_eq!(o.message, "Call ended.");
+    assert_eq!(says(&last, Reason::Declined, None).1, "Call ended.");
 }
