@@ -27,8 +27,6 @@ pub(crate) struct CallExtras {
     pub(crate) we_offer: bool,
     /// When it connected (Unix ms).
     pub(crate) connected_at_ms: Option<f64>,
-    /// The phase last shown (to explain an outgoing call that failed).
-    pub(crate) last_phase: Option<Phase>,
     /// What each member's media says of them.
     pub(crate) remote: HashMap<UserId, Remote>,
 }
@@ -42,7 +40,6 @@ impl Default for CallExtras {
             video_paused: false,
             we_offer: false,
             connected_at_ms: None,
-            last_phase: None,
             remote: HashMap::new(),
         }
     }
@@ -192,15 +189,19 @@ pub(crate) fn view(
 
 /// Why an outgoing call did not connect, or how a call ended: from the call
 /// as it last stood (`last`, every member's state and reason), why it ended,
-/// who ended it, and the phase `me` last saw it in. The words follow the
+/// who ended it, and whether it connected for `me`. The words follow the
 /// outcome the history records (`beckon_client::outcome`), for the one
-/// invitee of a call we made, or else for us.
+/// invitee of a call we made that never connected, or else for us.
+///
+/// Nothing here depends on the phase the page last showed: a callee who is
+/// busy rejects within a round trip, and the call can be over before the
+/// page ever showed it ringing.
 pub(crate) fn ended(
     last: &CallInfo,
     me: Option<&UserId>,
     reason: Reason,
     by: Option<&UserId>,
-    last_phase: Option<Phase>,
+    connected: bool,
     who: impl Fn(&UserId) -> Person,
 ) -> CallOutcome {
     let sentence = |reason: &str, message: String| CallOutcome {
@@ -208,7 +209,6 @@ pub(crate) fn ended(
         reason: reason.to_owned(),
         message,
     };
-    let connected = last_phase == Some(Phase::Connected);
     let of = |m: &MemberInfo| {
         let end = MemberEnd {
             inviter: m.user == last.inviter,
@@ -219,7 +219,7 @@ pub(crate) fn ended(
         outcome(end, connected, reason)
     };
     let inviter = who(&last.inviter).name;
-    if last_phase == Some(Phase::Outgoing) {
+    if !connected && me == Some(&last.inviter) {
         let invited: Vec<_> = last
             .members
             .iter()

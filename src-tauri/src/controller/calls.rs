@@ -74,9 +74,6 @@ impl Actor {
             })),
             _ => None,
         };
-        if let Some(v) = &view {
-            self.extras.last_phase = Some(v.phase);
-        }
         if view != self.last_call {
             self.last_call = view.clone();
             self.ui(UiEvent::Call { call: view });
@@ -208,7 +205,7 @@ impl Actor {
                     me.as_ref(),
                     reason,
                     by.as_ref(),
-                    self.extras.last_phase,
+                    self.extras.connected_at_ms.is_some(),
                     |u| self.who(u),
                 );
                 self.call_over(&call_id, &outcome.reason, outcome.message)

@@ -122,8 +122,8 @@ fn a_failed_one_to_one_call_says_why() {
             &last,
             Some(&uid("alice")),
             end,
-            None,
-            Some(Phase::Outgoing),
+            Some(&uid("bob")),
+            false,
             name,
         )
     };
@@ -162,7 +162,7 @@ fn a_connected_call_names_who_ended_it() {
         Some(&uid("alice")),
         Reason::Ended,
         Some(&uid("bob")),
-        Some(Phase::Connected),
+        true,
         name,
     );
     assert_eq!(
@@ -185,7 +185,7 @@ fn a_ring_we_did_not_take_says_missed_or_cancelled() {
     let (bob, alice) = (uid("bob"), uid("alice"));
     // How the ring ended, as bob's app says it.
     let says = |last: &CallInfo, reason, by| {
-        let o = ended(last, Some(&bob), reason, by, Some(Phase::Incoming), name);
+        let o = ended(last, Some(&bob), reason, by, false, name);
         (o.reason, o.message)
     };
     assert_eq!(
