@@ -19,8 +19,9 @@ use webrtc::peer_connection::{
 };
 
 use crate::MediaError;
+use crate::peer::nack::NackRequester;
 use crate::peer::tap::{FeedbackTap, ReportingGcc, RetransmitBudget};
-use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
+use rtc::interceptor::NackResponderBuilder;
 
 pub(crate) const VP8_PT: u8 = 96;
 
@@ -114,21 +115,9 @@ pub(crate) fn media_engine(
     )
     .map_err(|e| rtc_err("RED codec", e))?;
     let registry = configure_nack(Registry::new(), &mut me)
-        // Ask every 50 ms, for 600 ms at most, and only for the latest 128
-        // packets: a retransmission is worth having only while the frame
-        // buffer still waits for it (two round trips). The sender answers
-        // a packet at most once a round trip (see `RetransmitBudget`), so
-        // asking on covers a lost retransmission, not a slow one. After an
-        // outage the defaults would ask for seconds of stale video at once.
-        .with(
-            Slot::NackGenerator,
-            NackGeneratorBuilder::new()
-                .with_size(128)
-                .with_interval(Duration::from_millis(50))
-                .with_skip_last_n(1)
-                .with_max_nacks_per_packet(12)
-                .build(),
-        )
+        // Lost packets are asked for as soon as they are missed and again
+        // once a round trip (see `NackRequester`).
+        .with(Slot::NackGenerator, NackRequester::new(rtt_us.clone()))
         .with(
             Slot::NackResponder,
             NackResponderBuilder::new().with_size(256).build(),

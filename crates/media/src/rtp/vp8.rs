@@ -247,10 +247,11 @@ struct Packet {
 const MIN_WAIT: Duration = Duration::from_millis(80);
 const MAX_WAIT: Duration = Duration::from_millis(650);
 /// A missing packet is waited for two round trips, so that a lost
-/// retransmission can be asked for again, and this: NACKs go out on a
-/// 50 ms timer, and the sender answers a packet once a round trip, so each
-/// round may start up to 50 ms late. Waiting longer buys nothing: a key
-/// frame asked for then comes about as soon as a third round would.
+/// retransmission can be asked for again, and this: a first request waits
+/// up to 40 ms on a path that reorders (`peer/nack.rs`), the sender answers
+/// a packet once a round trip, and a relayed packet waits for the next pass
+/// of webrtc-rs's loop. Waiting longer buys nothing: a key frame asked for
+/// then comes about as soon as a third round would.
 const NACK_SLACK: Duration = Duration::from_millis(120);
 /// A lost upper-layer frame is waited for a round trip and this, when that
 /// comes to at most [`MAX_UPPER_WAIT`]; otherwise it is skipped at once.
