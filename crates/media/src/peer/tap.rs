@@ -83,10 +83,10 @@ impl Interceptor for FeedbackTap {
 /// packets the queue dropped came back as retransmissions on top of the new
 /// ones, and the call sent three times what the link carried.
 ///
-/// A packet is also sent again at most once a round trip. The receiver asks
-/// again about once a round trip while a packet is missing (`peer/nack.rs`);
-/// requests that come within a round trip of a retransmission were sent
-/// before it could arrive, and answering them spent the budget on copies of
+/// A packet is also sent again at most once every half round trip. The
+/// receiver asks again about once a round trip while a packet is missing (`peer/nack.rs`);
+/// requests that come much sooner after a retransmission were sent before
+/// it could arrive, and answering them spent the budget on copies of
 /// one packet while the next lost one went unanswered.
 pub(crate) struct RetransmitBudget {
     target_bps: Arc<AtomicU64>,
@@ -118,12 +118,15 @@ const RANDOM_LOSS_TOLERATED: f64 = 0.25;
 /// four or five lost packets is asked for in one request, and at 0.2 s
 /// (three packets at 400 kbit/s) the rest waited 60 to 120 ms for tokens.
 const RTX_BURST_SECS: f64 = 0.4;
-/// The least and most time between two retransmissions of one packet (the
-/// round trip, within these), and what is assumed before a report measured
-/// the round trip.
-const MIN_RESEND_GAP: Duration = Duration::from_millis(20);
-const MAX_RESEND_GAP: Duration = Duration::from_millis(500);
-const UNMEASURED_RESEND_GAP: Duration = Duration::from_millis(100);
+/// The least and most time between two retransmissions of one packet (half
+/// the round trip, within these), and what is assumed before a report
+/// measured the round trip. Half, not all of it: the receiver asks again a
+/// round trip after it asked, and on a path with jitter its requests come
+/// closer together than that about half the time; a gap of a whole round
+/// trip then ignored the second request, and the frame was given up.
+const MIN_RESEND_GAP: Duration = Duration::from_millis(10);
+const MAX_RESEND_GAP: Duration = Duration::from_millis(250);
+const UNMEASURED_RESEND_GAP: Duration = Duration::from_millis(50);
 /// Retransmissions remembered at most before old ones are forgotten.
 const RESENT_KEPT: usize = 512;
 
@@ -155,14 +158,14 @@ impl RetransmitBudget {
         }
     }
 
-    /// Whether packet `seq` of `ssrc` was sent again less than a round trip
-    /// before `now`; if not, notes that it is being sent again now.
+    /// Whether packet `seq` of `ssrc` was sent again less than half a round
+    /// trip before `now`; if not, notes that it is being sent again now.
     fn repeat(&mut self, now: Instant, ssrc: u32, seq: u16) -> bool {
         let rtt = self.rtt_us.load(Ordering::Relaxed);
         let gap = if rtt == 0 {
             UNMEASURED_RESEND_GAP
         } else {
-            Duration::from_micros(rtt).clamp(MIN_RESEND_GAP, MAX_RESEND_GAP)
+            (Duration::from_micros(rtt) / 2).clamp(MIN_RESEND_GAP, MAX_RESEND_GAP)
         };
         if self
             .resent
@@ -417,10 +420,10 @@ mod tests {
                 }
             }
         }
-        // Once a round trip (200 ms) each, not twelve times.
+        // Once every half round trip (100 ms) each, not twelve times.
         let at = |seq| -> Vec<u64> { resent.iter().filter(|r| r.1 == seq).map(|r| r.0).collect() };
-        assert_eq!(at(50), [0, 200, 400]);
-        assert_eq!(at(51), [0, 200, 400]);
+        assert_eq!(at(50), [0, 100, 200, 300, 400, 500]);
+        assert_eq!(at(51), [0, 100, 200, 300, 400, 500]);
     }
 
     #[test]

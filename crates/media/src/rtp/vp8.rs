@@ -249,7 +249,7 @@ const MAX_WAIT: Duration = Duration::from_millis(650);
 /// A missing packet is waited for two round trips, so that a lost
 /// retransmission can be asked for again, and this: a first request waits
 /// up to 40 ms on a path that reorders (`peer/nack.rs`), the sender answers
-/// a packet once a round trip, and a relayed packet waits for the next pass
+/// a packet once every half round trip, and a relayed packet waits for the next pass
 /// of webrtc-rs's loop. Waiting longer buys nothing: a key frame asked for
 /// then comes about as soon as a third round would.
 const NACK_SLACK: Duration = Duration::from_millis(120);
