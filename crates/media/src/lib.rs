@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod rtp;
 pub mod sink;
 pub mod source;
+pub mod voice;
 
 /// What can go wrong in the media engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
