@@ -249,17 +249,20 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackRequester {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtp(rtp) = &msg.message.packet {
-            let rtt = self.rtt();
-            if let Some(stream) = self.streams.get_mut(&rtp.header.ssrc) {
-                stream.arrived(msg.now, rtp.header.sequence_number, rtt);
-                let now = msg.now;
-                self.reads.push_back(msg);
-                self.ask(now);
-                return Ok(());
-            }
-        }
+        let rtt = self.rtt();
+        let now = msg.now;
+        let tracked = if let Packet::Rtp(rtp) = &msg.message.packet
+            && let Some(stream) = self.streams.get_mut(&rtp.header.ssrc)
+        {
+            stream.arrived(now, rtp.header.sequence_number, rtt);
+            true
+        } else {
+            false
+        };
         self.reads.push_back(msg);
+        if tracked {
+            self.ask(now);
+        }
         Ok(())
     }
 
